@@ -1,0 +1,146 @@
+//! Builds the whole server from a configuration and runs it until a shutdown signal.
+
+use crate::auth::Keys;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::http::{self, AppState};
+use crate::supervisor::Supervisor;
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long open connections (streams) may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A built server, bound and with its instances restored, ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    _lock: File,
+}
+
+/// Takes an exclusive lock next to the database: two servers on one database would run every
+/// instance twice.
+fn lock_data(db_path: &Path) -> Result<File> {
+    let lock_path = db_path.with_extension("lock");
+    let file = File::create(&lock_path)?;
+    // SAFETY: flock on a descriptor we own; no memory is touched.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Failed(format!(
+            "another llamactl is already using {} (lock {} is held)",
+            db_path.display(),
+            lock_path.display()
+        )));
+    }
+    Ok(file)
+}
+
+impl Application {
+    /// Opens the database, binds the listener, and restores instances that should run.
+    pub async fn build(cfg: Config) -> Result<Self> {
+        let cfg = Arc::new(cfg);
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let db_path = cfg.database_path();
+        if let Some(parent) = db_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let lock = lock_data(&db_path)?;
+        let db = Db::open(&db_path).await?;
+        let keys = Keys::from_config(&cfg.auth);
+        if keys.management_locked_out() {
+            tracing::warn!(
+                "management auth is required but no management key is configured: \
+                 set auth.management_keys or LLAMACTL_MANAGEMENT_KEYS"
+            );
+        }
+        let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
+        let http_client = crate::proxy::client();
+        let supervisor = Supervisor::new(cfg.clone(), db, http_client.clone())?;
+        supervisor.restore().await?;
+        let state = AppState {
+            cfg,
+            supervisor,
+            keys: Arc::new(keys),
+            http: http_client,
+        };
+        Ok(Application {
+            listener,
+            state,
+            _lock: lock,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The supervisor, for embedding and tests.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.state.supervisor
+    }
+
+    /// Serves until `shutdown` completes, then stops every child and drains connections.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let supervisor = self.state.supervisor.clone();
+        let router = http::router(self.state);
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let listener = self.listener;
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+        });
+        shutdown.await;
+        tracing::info!("shutting down: stopping instances");
+        let _ = stop_tx.send(true);
+        supervisor.shutdown().await;
+        match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e.into()),
+            Ok(Err(e)) => return Err(Error::Internal(format!("server task failed: {e}"))),
+            Err(_) => tracing::warn!("open connections did not finish in time; closing them"),
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

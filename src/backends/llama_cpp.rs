@@ -1,0 +1,105 @@
+//! How an instance's options become `llama-server`'s argv.
+
+use serde_json::{Map, Value};
+
+/// Turns options into flags: `snake_case` → `--kebab-case`; `true` → bare flag; `false` → omitted;
+/// a list repeats the flag; numbers and strings are passed as given. The server's own `--host` and
+/// `--port` come last so nothing in the options can override them.
+pub fn build_args(
+    base_args: &[String],
+    options: &Map<String, Value>,
+    host: &str,
+    port: u16,
+) -> Vec<String> {
+    let mut args: Vec<String> = base_args.to_vec();
+    for (key, value) in options {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            Value::Bool(true) => args.push(flag),
+            Value::Bool(false) | Value::Null => {}
+            Value::Array(items) => {
+                for item in items {
+                    args.push(flag.clone());
+                    args.push(scalar(item));
+                }
+            }
+            other => {
+                args.push(flag);
+                args.push(scalar(other));
+            }
+        }
+    }
+    args.extend(["--host".to_string(), host.to_string()]);
+    args.extend(["--port".to_string(), port.to_string()]);
+    args
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn maps_each_value_kind() {
+        let args = build_args(
+            &["--log-disable".into()],
+            &opts(json!({
+                "model": "/m/a b.gguf",
+                "ctx_size": 2048,
+                "n_gpu_layers": 0,
+                "temp": 0.5,
+                "embeddings": true,
+                "flash_attn": false,
+                "lora": ["a.gguf", "b.gguf"]
+            })),
+            "127.0.0.1",
+            8001,
+        );
+        assert_eq!(
+            args,
+            [
+                "--log-disable",
+                "--model",
+                "/m/a b.gguf",
+                "--ctx-size",
+                "2048",
+                "--n-gpu-layers",
+                "0",
+                "--temp",
+                "0.5",
+                "--embeddings",
+                "--lora",
+                "a.gguf",
+                "--lora",
+                "b.gguf",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8001"
+            ]
+        );
+    }
+
+    #[test]
+    fn shell_metacharacters_stay_one_argument() {
+        let args = build_args(
+            &[],
+            &opts(json!({"model": "$(rm -rf /); echo"})),
+            "127.0.0.1",
+            1,
+        );
+        assert_eq!(args[1], "$(rm -rf /); echo");
+        assert_eq!(args.len(), 6);
+    }
+}

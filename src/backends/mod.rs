@@ -1,0 +1,3 @@
+//! How each backend type's command line is built.
+
+pub mod llama_cpp;

@@ -1,0 +1,586 @@
+//! Configuration: built-in defaults < YAML file < `LLAMACTL_*` environment variables.
+//!
+//! Every struct denies unknown fields, so a typo in the file is a startup error that names the key.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML of the expected shape (unknown key, wrong type).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, naming the key.
+        message: String,
+    },
+    /// An environment variable holds a value of the wrong type.
+    #[error("invalid value for {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Values that parse but make no sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener settings.
+    pub server: ServerConfig,
+    /// Backend executables.
+    pub backends: BackendsConfig,
+    /// Holds the SQLite file and the logs.
+    pub data_dir: PathBuf,
+    /// Database settings.
+    pub database: DatabaseConfig,
+    /// Instance defaults and limits.
+    pub instances: InstancesConfig,
+    /// API key settings.
+    pub auth: AuthConfig,
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// CORS origins; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Serve the OpenAPI document under `/swagger/`.
+    pub enable_swagger: bool,
+}
+
+/// Executables per backend type.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendsConfig {
+    /// llama.cpp's `llama-server`.
+    #[serde(rename = "llama-cpp", alias = "llama_cpp")]
+    pub llama_cpp: BackendConfig,
+}
+
+/// How to run one backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// The executable (a path, or a name looked up on PATH).
+    pub command: String,
+    /// Arguments put before the instance's own flags.
+    pub args: Vec<String>,
+    /// Added to the child's environment.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLite file; empty means `<data_dir>/llamactl.db`, relative paths are under `data_dir`.
+    pub path: PathBuf,
+}
+
+/// Instance defaults and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstancesConfig {
+    /// Inclusive range of ports handed to instances.
+    pub port_range: [u16; 2],
+    /// Directory of `<name>.log` files; empty means `<data_dir>/logs`.
+    pub logs_dir: PathBuf,
+    /// Most instances that may be defined; -1 = no limit.
+    pub max_instances: i64,
+    /// Most instances that may run at once; -1 = no limit.
+    pub max_running_instances: i64,
+    /// At the running limit, stop the least recently used instance instead of refusing.
+    pub enable_lru_eviction: bool,
+    /// Default for an instance's `auto_restart`.
+    pub default_auto_restart: bool,
+    /// Default for an instance's `max_restarts`.
+    pub default_max_restarts: u32,
+    /// Default for an instance's `restart_delay`, in seconds.
+    pub default_restart_delay: u64,
+    /// Default for an instance's `on_demand_start`.
+    pub default_on_demand_start: bool,
+    /// Seconds an inference request waits for a cold instance.
+    pub on_demand_start_timeout: u64,
+    /// Default for an instance's `idle_timeout`, in minutes; 0 = never.
+    pub default_idle_timeout: u64,
+}
+
+/// API key settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require a management key on `/api/v1`.
+    pub require_management_auth: bool,
+    /// Require an inference (or management) key on `/v1` and the instance proxy.
+    pub require_inference_auth: bool,
+    /// Management keys given in the file.
+    pub management_keys: Vec<String>,
+    /// Inference keys given in the file.
+    pub inference_keys: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            backends: BackendsConfig::default(),
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            instances: InstancesConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            allowed_origins: vec!["*".into()],
+            enable_swagger: false,
+        }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            command: "llama-server".into(),
+            args: Vec::new(),
+            environment: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        InstancesConfig {
+            port_range: [8000, 9000],
+            logs_dir: PathBuf::new(),
+            max_instances: -1,
+            max_running_instances: -1,
+            enable_lru_eviction: true,
+            default_auto_restart: true,
+            default_max_restarts: 3,
+            default_restart_delay: 5,
+            default_on_demand_start: true,
+            on_demand_start_timeout: 120,
+            default_idle_timeout: 0,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            require_management_auth: true,
+            require_inference_auth: true,
+            management_keys: Vec::new(),
+            inference_keys: Vec::new(),
+        }
+    }
+}
+
+/// Where the configuration came from, for the startup log.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration in force.
+    pub config: Config,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Files searched, in order, when neither `--config` nor `LLAMACTL_CONFIG_PATH` is given.
+pub fn search_paths(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("llamactl.yaml"), PathBuf::from("config.yaml")];
+    if let Some(home) = home {
+        paths.push(home.join(".config/llamactl/config.yaml"));
+    }
+    paths.push(PathBuf::from("/etc/llamactl/config.yaml"));
+    paths
+}
+
+/// Loads the configuration from the process environment and file system.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let home = env("HOME").map(PathBuf::from);
+    load_with(explicit, &env, home.as_deref())
+}
+
+/// Loads the configuration with an injectable environment (for tests).
+pub fn load_with(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Result<Loaded, ConfigError> {
+    let chosen = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| env("LLAMACTL_CONFIG_PATH").map(PathBuf::from));
+    let file = match chosen {
+        // An explicitly named file must exist.
+        Some(path) => Some(path),
+        None => search_paths(home).into_iter().find(|p| p.is_file()),
+    };
+    let mut config = match &file {
+        Some(path) => parse_file(path)?,
+        None => Config::default(),
+    };
+    apply_env(&mut config, env)?;
+    config.validate()?;
+    Ok(Loaded { config, file })
+}
+
+fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_str(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parses YAML text; an empty file means all defaults.
+pub fn parse_str(text: &str) -> Result<Config, String> {
+    if text.trim().is_empty() {
+        return Ok(Config::default());
+    }
+    serde_norway::from_str(text).map_err(|e| e.to_string())
+}
+
+type Setter = fn(&mut Config, &str) -> Result<(), String>;
+
+/// Every supported environment variable and how it changes the configuration.
+const ENV_VARS: &[(&str, Setter)] = &[
+    ("LLAMACTL_HOST", |c, v| {
+        c.server.host = v.to_string();
+        Ok(())
+    }),
+    ("LLAMACTL_PORT", |c, v| parse_into(v, &mut c.server.port)),
+    ("LLAMACTL_ALLOWED_ORIGINS", |c, v| {
+        c.server.allowed_origins = split_list(v);
+        Ok(())
+    }),
+    ("LLAMACTL_ENABLE_SWAGGER", |c, v| {
+        parse_bool_into(v, &mut c.server.enable_swagger)
+    }),
+    ("LLAMACTL_DATA_DIRECTORY", |c, v| {
+        c.data_dir = PathBuf::from(v);
+        Ok(())
+    }),
+    ("LLAMACTL_DATABASE_PATH", |c, v| {
+        c.database.path = PathBuf::from(v);
+        Ok(())
+    }),
+    ("LLAMACTL_LOGS_DIR", |c, v| {
+        c.instances.logs_dir = PathBuf::from(v);
+        Ok(())
+    }),
+    ("LLAMACTL_INSTANCE_PORT_RANGE", |c, v| {
+        c.instances.port_range = parse_port_range(v)?;
+        Ok(())
+    }),
+    ("LLAMACTL_MAX_INSTANCES", |c, v| {
+        parse_into(v, &mut c.instances.max_instances)
+    }),
+    ("LLAMACTL_MAX_RUNNING_INSTANCES", |c, v| {
+        parse_into(v, &mut c.instances.max_running_instances)
+    }),
+    ("LLAMACTL_ENABLE_LRU_EVICTION", |c, v| {
+        parse_bool_into(v, &mut c.instances.enable_lru_eviction)
+    }),
+    ("LLAMACTL_DEFAULT_AUTO_RESTART", |c, v| {
+        parse_bool_into(v, &mut c.instances.default_auto_restart)
+    }),
+    ("LLAMACTL_DEFAULT_MAX_RESTARTS", |c, v| {
+        parse_into(v, &mut c.instances.default_max_restarts)
+    }),
+    ("LLAMACTL_DEFAULT_RESTART_DELAY", |c, v| {
+        parse_into(v, &mut c.instances.default_restart_delay)
+    }),
+    ("LLAMACTL_DEFAULT_ON_DEMAND_START", |c, v| {
+        parse_bool_into(v, &mut c.instances.default_on_demand_start)
+    }),
+    ("LLAMACTL_ON_DEMAND_START_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.instances.on_demand_start_timeout)
+    }),
+    ("LLAMACTL_DEFAULT_IDLE_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.instances.default_idle_timeout)
+    }),
+    ("LLAMACTL_LLAMACPP_COMMAND", |c, v| {
+        c.backends.llama_cpp.command = v.to_string();
+        Ok(())
+    }),
+    ("LLAMACTL_REQUIRE_MANAGEMENT_AUTH", |c, v| {
+        parse_bool_into(v, &mut c.auth.require_management_auth)
+    }),
+    ("LLAMACTL_REQUIRE_INFERENCE_AUTH", |c, v| {
+        parse_bool_into(v, &mut c.auth.require_inference_auth)
+    }),
+    ("LLAMACTL_MANAGEMENT_KEYS", |c, v| {
+        c.auth.management_keys = split_list(v);
+        Ok(())
+    }),
+    ("LLAMACTL_INFERENCE_KEYS", |c, v| {
+        c.auth.inference_keys = split_list(v);
+        Ok(())
+    }),
+];
+
+/// Applies every `LLAMACTL_*` variable that is set.
+pub fn apply_env(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for (var, set) in ENV_VARS {
+        if let Some(value) = env(var) {
+            set(config, value.trim()).map_err(|message| ConfigError::Env {
+                var: (*var).to_string(),
+                message,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_into<T: std::str::FromStr>(value: &str, slot: &mut T) -> Result<(), String>
+where
+    T::Err: std::fmt::Display,
+{
+    *slot = value
+        .parse()
+        .map_err(|e: T::Err| format!("'{value}': {e}"))?;
+    Ok(())
+}
+
+fn parse_bool_into(value: &str, slot: &mut bool) -> Result<(), String> {
+    *slot = match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => true,
+        "0" | "false" | "no" | "off" => false,
+        _ => return Err(format!("'{value}' is not a boolean (true/false)")),
+    };
+    Ok(())
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn parse_port_range(value: &str) -> Result<[u16; 2], String> {
+    let (lo, hi) = value
+        .split_once(['-', ','])
+        .ok_or_else(|| format!("'{value}' is not a range like 8000-9000"))?;
+    let lo = lo.trim().parse().map_err(|e| format!("'{lo}': {e}"))?;
+    let hi = hi.trim().parse().map_err(|e| format!("'{hi}': {e}"))?;
+    Ok([lo, hi])
+}
+
+impl Config {
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let [lo, hi] = self.instances.port_range;
+        if lo == 0 || lo > hi {
+            return Err(ConfigError::Invalid(format!(
+                "instances.port_range [{lo}, {hi}] must be a non-empty range of non-zero ports"
+            )));
+        }
+        if self.backends.llama_cpp.command.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "backends.llama-cpp.command must not be empty".into(),
+            ));
+        }
+        for (key, value) in [
+            ("instances.max_instances", self.instances.max_instances),
+            (
+                "instances.max_running_instances",
+                self.instances.max_running_instances,
+            ),
+        ] {
+            if value < -1 || value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be -1 (no limit) or a positive number, not {value}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The SQLite file in force.
+    pub fn database_path(&self) -> PathBuf {
+        if self.database.path.as_os_str().is_empty() {
+            self.data_dir.join("llamactl.db")
+        } else {
+            self.data_dir.join(&self.database.path)
+        }
+    }
+
+    /// The directory of instance logs in force.
+    pub fn logs_dir(&self) -> PathBuf {
+        if self.instances.logs_dir.as_os_str().is_empty() {
+            self.data_dir.join("logs")
+        } else {
+            self.data_dir.join(&self.instances.logs_dir)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let c = Config::default();
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.server.host, "0.0.0.0");
+        assert_eq!(c.instances.port_range, [8000, 9000]);
+        assert_eq!(c.database_path(), PathBuf::from("./data/llamactl.db"));
+        assert_eq!(c.logs_dir(), PathBuf::from("./data/logs"));
+        assert!(c.auth.require_management_auth);
+        assert_eq!(c.backends.llama_cpp.command, "llama-server");
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let mut c = parse_str(
+            "server:\n  port: 9090\n  host: 127.0.0.1\ninstances:\n  max_running_instances: 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9090);
+        apply_env(
+            &mut c,
+            &env_of(&[
+                ("LLAMACTL_PORT", "7070"),
+                ("LLAMACTL_MANAGEMENT_KEYS", "a, b,,c"),
+                ("LLAMACTL_REQUIRE_INFERENCE_AUTH", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 7070);
+        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.instances.max_running_instances, 2);
+        assert_eq!(c.auth.management_keys, vec!["a", "b", "c"]);
+        assert!(!c.auth.require_inference_auth);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = parse_str("server:\n  prot: 1\n").unwrap_err();
+        assert!(err.contains("prot"), "{err}");
+        let err = parse_str("bogus: 1\n").unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_naming_the_key() {
+        let err = parse_str("server:\n  port: lots\n").unwrap_err();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let mut c = Config::default();
+        let err = apply_env(&mut c, &env_of(&[("LLAMACTL_PORT", "x")])).unwrap_err();
+        assert!(err.to_string().contains("LLAMACTL_PORT"), "{err}");
+        let err = apply_env(
+            &mut c,
+            &env_of(&[("LLAMACTL_ENABLE_LRU_EVICTION", "maybe")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("LLAMACTL_ENABLE_LRU_EVICTION"));
+    }
+
+    #[test]
+    fn backend_section_uses_the_go_name() {
+        let c = parse_str("backends:\n  llama-cpp:\n    command: /opt/llama-server\n    args: [\"--log-disable\"]\n").unwrap();
+        assert_eq!(c.backends.llama_cpp.command, "/opt/llama-server");
+        assert_eq!(c.backends.llama_cpp.args, vec!["--log-disable"]);
+    }
+
+    #[test]
+    fn explicit_file_wins_over_search_and_missing_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "server:\n  port: 1234\n").unwrap();
+        let loaded = load_with(Some(&path), &env_of(&[]), None).unwrap();
+        assert_eq!(loaded.config.server.port, 1234);
+        let via_env = load_with(
+            None,
+            &env_of(&[("LLAMACTL_CONFIG_PATH", path.to_str().unwrap())]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(via_env.file.as_deref(), Some(path.as_path()));
+        let missing = dir.path().join("nope.yaml");
+        assert!(matches!(
+            load_with(Some(&missing), &env_of(&[]), None),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn home_config_is_searched() {
+        let home = tempfile::tempdir().unwrap();
+        let paths = search_paths(Some(home.path()));
+        assert_eq!(paths[0], PathBuf::from("llamactl.yaml"));
+        assert!(paths.contains(&home.path().join(".config/llamactl/config.yaml")));
+        assert_eq!(
+            paths.last().unwrap(),
+            &PathBuf::from("/etc/llamactl/config.yaml")
+        );
+    }
+
+    #[test]
+    fn invalid_ranges_are_rejected() {
+        let mut c = Config::default();
+        c.instances.port_range = [9000, 8000];
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        apply_env(
+            &mut c,
+            &env_of(&[("LLAMACTL_INSTANCE_PORT_RANGE", "8100-8200")]),
+        )
+        .unwrap();
+        assert_eq!(c.instances.port_range, [8100, 8200]);
+        c.instances.max_running_instances = 0;
+        assert!(c.validate().is_err());
+    }
+}

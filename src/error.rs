@@ -1,0 +1,151 @@
+//! The one error type of the crate, and how it maps onto the API's status codes and `{"error": "..."}` body.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Crate-wide result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure a request or the supervisor can meet, each with its HTTP meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid input: malformed JSON, bad names, bad options (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing, unknown, expired or revoked key (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key of the wrong kind or scope (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown instance or route (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Duplicate name, limit reached, port taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Body larger than the route accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Body with the wrong content type (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many failed attempts (429).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The backend could not be reached or answered garbage (502).
+    #[error("{0}")]
+    BadGateway(String),
+    /// Instance not running, or a cold start timed out (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure whose message is safe and useful to show (500), e.g. a backend that cannot be spawned.
+    #[error("{0}")]
+    Failed(String),
+    /// Database failure; details are logged, never sent.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migration failure at startup.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// File-system failure; details are logged, never sent.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Any other internal failure; details are logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Failed(_)
+            | Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Io(_)
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message a client may see: internal details stay in the log.
+    fn public_message(&self) -> String {
+        match self {
+            Error::Database(_) | Error::Migrate(_) | Error::Io(_) | Error::Internal(_) => {
+                "internal server error".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (
+            status,
+            axum::Json(json!({ "error": self.public_message() })),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let text = rejection.body_text();
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge(text),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(
+                "expected a JSON body with 'Content-Type: application/json'".to_string(),
+            ),
+            _ => Error::BadRequest(text),
+        }
+    }
+}
+
+impl From<PathRejection> for Error {
+    fn from(rejection: PathRejection) -> Self {
+        Error::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(rejection: QueryRejection) -> Self {
+        Error::BadRequest(rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_are_not_sent() {
+        let err = Error::Internal("secret path /etc/x".into());
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.public_message(), "internal server error");
+    }
+
+    #[test]
+    fn client_errors_keep_their_message() {
+        let err = Error::Conflict("instance 'a' already exists".into());
+        assert_eq!(err.status(), StatusCode::CONFLICT);
+        assert_eq!(err.public_message(), "instance 'a' already exists");
+    }
+}

@@ -1,0 +1,472 @@
+//! An instance's definition (what the user asked for), how request bodies become one, and its checks.
+//!
+//! Two body shapes are accepted: flat (instance-level keys beside llama.cpp options, as in the API
+//! reference) and structured (`backend_type` / `backend_options`). Both turn into a [`SpecPatch`], which
+//! creates a definition or updates one.
+
+use crate::config::InstancesConfig;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Which inference server runs the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendType {
+    /// llama.cpp's `llama-server`.
+    #[default]
+    LlamaCpp,
+}
+
+impl BackendType {
+    fn parse(value: &Value) -> Result<Self> {
+        match value.as_str() {
+            Some("llama_cpp") | Some("llama-cpp") | Some("llamacpp") => Ok(BackendType::LlamaCpp),
+            _ => Err(Error::BadRequest(format!(
+                "unsupported backend_type {value} (supported: \"llama_cpp\")"
+            ))),
+        }
+    }
+}
+
+/// The stored definition of an instance.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    /// The backend kind.
+    pub backend_type: BackendType,
+    /// Options passed to the backend as flags, in the order given.
+    pub backend_options: Map<String, Value>,
+    /// Restart after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_restart: Option<bool>,
+    /// Restarts in a row before giving up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// Seconds to wait before a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay: Option<u64>,
+    /// Start on the first inference request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_start: Option<bool>,
+    /// Minutes without requests before the instance is stopped; 0 = never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<u64>,
+    /// Extra environment for the child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<BTreeMap<String, String>>,
+    /// A fixed port inside the configured range; otherwise one is chosen at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// Lifecycle settings after defaults are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Restart after a crash.
+    pub auto_restart: bool,
+    /// Restarts in a row before giving up.
+    pub max_restarts: u32,
+    /// Seconds to wait before a restart.
+    pub restart_delay: u64,
+    /// Start on the first inference request.
+    pub on_demand_start: bool,
+    /// Minutes idle before stopping; 0 = never.
+    pub idle_timeout: u64,
+}
+
+impl InstanceSpec {
+    /// The lifecycle settings in force, with the config's defaults for what the spec leaves open.
+    pub fn lifecycle(&self, defaults: &InstancesConfig) -> Lifecycle {
+        Lifecycle {
+            auto_restart: self.auto_restart.unwrap_or(defaults.default_auto_restart),
+            max_restarts: self.max_restarts.unwrap_or(defaults.default_max_restarts),
+            restart_delay: self.restart_delay.unwrap_or(defaults.default_restart_delay),
+            on_demand_start: self
+                .on_demand_start
+                .unwrap_or(defaults.default_on_demand_start),
+            idle_timeout: self.idle_timeout.unwrap_or(defaults.default_idle_timeout),
+        }
+    }
+
+    /// Checks the definition against the server's limits.
+    pub fn validate(&self, defaults: &InstancesConfig) -> Result<()> {
+        for (key, value) in &self.backend_options {
+            validate_option(key, value)?;
+        }
+        if let Some(port) = self.port {
+            let [lo, hi] = defaults.port_range;
+            if port < lo || port > hi {
+                return Err(Error::BadRequest(format!(
+                    "port {port} is outside the configured port_range [{lo}, {hi}]"
+                )));
+            }
+        }
+        if let Some(env) = &self.environment {
+            for name in env.keys() {
+                let valid = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(Error::BadRequest(format!(
+                        "environment: '{name}' is not a valid variable name"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a patch: given fields replace, the rest stay.
+    pub fn apply(&mut self, patch: SpecPatch) {
+        if let Some(backend_type) = patch.backend_type {
+            self.backend_type = backend_type;
+        }
+        match patch.options {
+            OptionsPatch::Keep => {}
+            OptionsPatch::Replace(map) => self.backend_options = map,
+            OptionsPatch::Merge(map) => {
+                for (key, value) in map {
+                    if value.is_null() {
+                        self.backend_options.shift_remove(&key);
+                    } else {
+                        self.backend_options.insert(key, value);
+                    }
+                }
+            }
+        }
+        let f = patch.fields;
+        set(&mut self.auto_restart, f.auto_restart);
+        set(&mut self.max_restarts, f.max_restarts);
+        set(&mut self.restart_delay, f.restart_delay);
+        set(&mut self.on_demand_start, f.on_demand_start);
+        set(&mut self.idle_timeout, f.idle_timeout);
+        set(&mut self.environment, f.environment);
+        set(&mut self.port, f.port);
+    }
+}
+
+/// `None` keeps the value, `Some(None)` resets it to the default, `Some(Some(v))` sets it.
+fn set<T>(slot: &mut Option<T>, change: Option<Option<T>>) {
+    if let Some(value) = change {
+        *slot = value;
+    }
+}
+
+/// How a body changes the backend options.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum OptionsPatch {
+    /// Not mentioned.
+    #[default]
+    Keep,
+    /// Structured body: `backend_options` replaces the whole set.
+    Replace(Map<String, Value>),
+    /// Flat body: each option given replaces that option; `null` removes it.
+    Merge(Map<String, Value>),
+}
+
+/// Instance-level fields of a body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FieldsPatch {
+    auto_restart: Option<Option<bool>>,
+    max_restarts: Option<Option<u32>>,
+    restart_delay: Option<Option<u64>>,
+    on_demand_start: Option<Option<bool>>,
+    idle_timeout: Option<Option<u64>>,
+    environment: Option<Option<BTreeMap<String, String>>>,
+    port: Option<Option<u16>>,
+}
+
+/// A parsed create or update body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpecPatch {
+    backend_type: Option<BackendType>,
+    options: OptionsPatch,
+    fields: FieldsPatch,
+}
+
+/// Keys that belong to the instance rather than to the backend.
+const INSTANCE_KEYS: &[&str] = &[
+    "auto_restart",
+    "max_restarts",
+    "restart_delay",
+    "on_demand_start",
+    "idle_timeout",
+    "environment",
+    "port",
+];
+
+impl SpecPatch {
+    /// Parses a JSON object body of either shape.
+    pub fn from_body(body: Map<String, Value>) -> Result<Self> {
+        let structured = body.contains_key("backend_type") || body.contains_key("backend_options");
+        let mut patch = SpecPatch::default();
+        let mut flat_options = Map::new();
+        for (key, value) in body {
+            match key.as_str() {
+                "backend_type" => patch.backend_type = Some(BackendType::parse(&value)?),
+                "backend_options" => match value {
+                    Value::Object(map) => patch.options = OptionsPatch::Replace(map),
+                    Value::Null => patch.options = OptionsPatch::Replace(Map::new()),
+                    other => {
+                        return Err(Error::BadRequest(format!(
+                            "backend_options must be an object, not {}",
+                            type_name(&other)
+                        )))
+                    }
+                },
+                k if INSTANCE_KEYS.contains(&k) => patch.fields.set(k, value)?,
+                _ if structured => {
+                    return Err(Error::BadRequest(format!(
+                        "unknown field '{key}' (llama.cpp options go inside backend_options)"
+                    )))
+                }
+                _ => {
+                    flat_options.insert(key, value);
+                }
+            }
+        }
+        if !structured && !flat_options.is_empty() {
+            patch.options = OptionsPatch::Merge(flat_options);
+        }
+        if let OptionsPatch::Replace(map) = &mut patch.options {
+            // `null` inside a full set means "absent".
+            map.retain(|_, v| !v.is_null());
+        }
+        Ok(patch)
+    }
+
+    /// A new definition from a create body.
+    pub fn into_new_spec(self) -> InstanceSpec {
+        let mut spec = InstanceSpec::default();
+        spec.apply(self);
+        spec
+    }
+}
+
+impl FieldsPatch {
+    fn set(&mut self, key: &str, value: Value) -> Result<()> {
+        match key {
+            "auto_restart" => self.auto_restart = Some(typed(key, value)?),
+            "max_restarts" => self.max_restarts = Some(typed(key, value)?),
+            "restart_delay" => self.restart_delay = Some(typed(key, value)?),
+            "on_demand_start" => self.on_demand_start = Some(typed(key, value)?),
+            "idle_timeout" => self.idle_timeout = Some(typed(key, value)?),
+            "environment" => self.environment = Some(typed(key, value)?),
+            "port" => self.port = Some(typed(key, value)?),
+            _ => return Err(Error::Internal(format!("unhandled instance key {key}"))),
+        }
+        Ok(())
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<Option<T>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let shown = value.to_string();
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| Error::BadRequest(format!("invalid value {shown} for '{key}': {e}")))
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Options the server sets itself; a body may not.
+const RESERVED_OPTIONS: &[&str] = &["host", "port"];
+
+/// Checks one backend option: a flag-like key and a value that maps to argv.
+fn validate_option(key: &str, value: &Value) -> Result<()> {
+    let flag_like = key.len() <= 64
+        && key.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !flag_like {
+        return Err(Error::BadRequest(format!(
+            "invalid option name '{key}': use letters, digits, '_' and '-'"
+        )));
+    }
+    if RESERVED_OPTIONS.contains(&key.replace('-', "_").as_str()) {
+        return Err(Error::BadRequest(format!(
+            "option '{key}' is set by llamactl; use the instance-level 'port' field to fix a port"
+        )));
+    }
+    let scalar_ok = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    let ok = match value {
+        Value::Array(items) => items
+            .iter()
+            .all(|v| matches!(v, Value::String(_) | Value::Number(_))),
+        other => scalar_ok(other),
+    };
+    if !ok {
+        return Err(Error::BadRequest(format!(
+            "option '{key}' has an unsupported value ({}): use a string, number, boolean or a list of strings/numbers",
+            type_name(value)
+        )));
+    }
+    if let Some(s) = value.as_str() {
+        if s.contains('\0') {
+            return Err(Error::BadRequest(format!(
+                "option '{key}' contains a NUL byte"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn defaults() -> InstancesConfig {
+        InstancesConfig::default()
+    }
+
+    #[test]
+    fn flat_body_splits_instance_keys_from_options() {
+        let spec = SpecPatch::from_body(body(json!({
+            "model": "/m.gguf", "ctx_size": 2048, "on_demand_start": false, "port": 8100
+        })))
+        .unwrap()
+        .into_new_spec();
+        assert_eq!(
+            spec.backend_options,
+            body(json!({"model": "/m.gguf", "ctx_size": 2048}))
+        );
+        assert_eq!(spec.on_demand_start, Some(false));
+        assert_eq!(spec.port, Some(8100));
+        assert!(spec.validate(&defaults()).is_ok());
+    }
+
+    #[test]
+    fn structured_body_is_accepted_and_rejects_stray_keys() {
+        let spec = SpecPatch::from_body(body(json!({
+            "backend_type": "llama_cpp",
+            "backend_options": {"model": "/m.gguf"},
+            "auto_restart": false
+        })))
+        .unwrap()
+        .into_new_spec();
+        assert_eq!(spec.backend_options, body(json!({"model": "/m.gguf"})));
+        assert_eq!(spec.auto_restart, Some(false));
+
+        let err =
+            SpecPatch::from_body(body(json!({"backend_options": {}, "model": "x"}))).unwrap_err();
+        assert!(err.to_string().contains("unknown field 'model'"));
+    }
+
+    #[test]
+    fn bad_bodies_are_rejected_with_a_reason() {
+        let cases = [
+            json!({"backend_type": "vllm2"}),
+            json!({"backend_options": [1]}),
+            json!({"auto_restart": "yes"}),
+            json!({"max_restarts": -1}),
+            json!({"port": 70000}),
+            json!({"environment": {"A": 1}}),
+        ];
+        for case in cases {
+            assert!(
+                matches!(
+                    SpecPatch::from_body(body(case.clone())),
+                    Err(Error::BadRequest(_))
+                ),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_options_fail_validation() {
+        let cases = [
+            json!({"model": {"nested": 1}}),
+            json!({"model": null, "x": [{"a": 1}]}),
+            json!({"--model": "x"}),
+            json!({"bad key": 1}),
+            json!({"host": "0.0.0.0"}),
+            json!({"backend_options": {"port": 1}}),
+            json!({"port": 80}),
+            json!({"environment": {"1BAD": "x"}}),
+        ];
+        for case in cases {
+            let spec = SpecPatch::from_body(body(case.clone()))
+                .unwrap()
+                .into_new_spec();
+            assert!(
+                matches!(spec.validate(&defaults()), Err(Error::BadRequest(_))),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn flat_update_merges_and_null_removes() {
+        let mut spec = SpecPatch::from_body(body(
+            json!({"model": "/a.gguf", "ctx_size": 512, "auto_restart": false}),
+        ))
+        .unwrap()
+        .into_new_spec();
+        spec.apply(
+            SpecPatch::from_body(body(
+                json!({"ctx_size": 1024, "threads": 2, "auto_restart": null}),
+            ))
+            .unwrap(),
+        );
+        assert_eq!(
+            spec.backend_options,
+            body(json!({"model": "/a.gguf", "ctx_size": 1024, "threads": 2}))
+        );
+        assert_eq!(spec.auto_restart, None);
+        spec.apply(SpecPatch::from_body(body(json!({"threads": null}))).unwrap());
+        assert!(!spec.backend_options.contains_key("threads"));
+    }
+
+    #[test]
+    fn structured_update_replaces_options() {
+        let mut spec = SpecPatch::from_body(body(json!({"model": "/a.gguf", "ctx_size": 512})))
+            .unwrap()
+            .into_new_spec();
+        spec.apply(
+            SpecPatch::from_body(body(json!({"backend_options": {"model": "/b.gguf"}}))).unwrap(),
+        );
+        assert_eq!(spec.backend_options, body(json!({"model": "/b.gguf"})));
+    }
+
+    #[test]
+    fn lifecycle_uses_config_defaults() {
+        let spec = SpecPatch::from_body(body(json!({"max_restarts": 7})))
+            .unwrap()
+            .into_new_spec();
+        let life = spec.lifecycle(&defaults());
+        assert_eq!(life.max_restarts, 7);
+        assert!(life.auto_restart);
+        assert_eq!(life.restart_delay, 5);
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let spec = SpecPatch::from_body(body(json!({"model": "/a.gguf", "port": 8001})))
+            .unwrap()
+            .into_new_spec();
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<InstanceSpec>(&text).unwrap(), spec);
+    }
+}

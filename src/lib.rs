@@ -1,0 +1,17 @@
+//! llamactl: one long-lived server that runs many local LLM inference servers (llama.cpp's
+//! `llama-server`) behind one REST API, with definitions, keys and history in SQLite.
+
+pub mod app;
+pub mod auth;
+pub mod backends;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod instances;
+pub mod proxy;
+pub mod supervisor;
+
+pub use app::Application;
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,105 @@
+//! Forwards a request to a backend on loopback and streams the answer back, chunk by chunk.
+//!
+//! One pooled client serves every backend (it keeps idle connections per backend address), so the
+//! proxy does not open a new upstream connection per request.
+
+use crate::error::{Error, Result};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, Request, Response, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// The HTTP client used for backends.
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// A pooled client with keep-alive to backends.
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the caller's credentials.
+const DROPPED: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+];
+
+fn strip_hop_headers(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(DROPPED) {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+/// Sends `req` to `http://127.0.0.1:<port><path_and_query>` and returns the streaming response.
+pub async fn forward(
+    client: &HttpClient,
+    port: u16,
+    path_and_query: &str,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("http://127.0.0.1:{port}{path_and_query}")
+        .parse::<Uri>()
+        .map_err(|e| Error::BadRequest(format!("invalid path: {e}")))?;
+    strip_hop_headers(&mut parts.headers);
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove("x-api-key");
+    parts.version = axum::http::Version::HTTP_11;
+    let upstream = client
+        .request(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| Error::BadGateway(format!("backend on port {port} did not answer: {e}")))?;
+    let (mut parts, body) = upstream.into_parts();
+    strip_hop_headers(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn drops_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        strip_hop_headers(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_TYPE));
+    }
+}

@@ -1,0 +1,381 @@
+//! One task per instance owns its child process. Every start, stop, crash and restart goes through
+//! it in order, so an instance can never run twice and no transition races another.
+
+use super::child::{ChildProc, Exit};
+use super::instance::Instance;
+use super::spawner::SpawnSpec;
+use super::state::Status;
+use super::{health, logs, process, Shared};
+use crate::backends::llama_cpp;
+use crate::db::history::Event;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long a backend gets to exit after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A run that stayed ready this long resets the count of restarts in a row.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Log lines quoted when a backend fails.
+const FAILURE_LOG_LINES: usize = 8;
+
+/// Requests to an instance's actor.
+#[derive(Debug)]
+pub enum Command {
+    /// Start if not running; reply once spawned.
+    Start {
+        /// Spawned, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Stop if running.
+    Stop {
+        /// Sent when stopping began, or (with `wait`) when the process is gone.
+        reply: oneshot::Sender<()>,
+        /// Reply only once stopped.
+        wait: bool,
+    },
+    /// Stop, then start.
+    Restart {
+        /// Sent when the restart began.
+        reply: oneshot::Sender<()>,
+    },
+    /// Stop and end the actor.
+    Shutdown {
+        /// Sent when the process is gone.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct Actor {
+    inst: Arc<Instance>,
+    shared: Arc<Shared>,
+    child: Option<ChildProc>,
+    probe: Option<JoinHandle<()>>,
+    ready_tx: mpsc::UnboundedSender<u64>,
+    generation: u64,
+    backoff: Option<Instant>,
+    restarts: u32,
+    spawned_at: Instant,
+    ready_at: Option<Instant>,
+    last_port: Option<u16>,
+}
+
+/// Runs an instance's actor until it is shut down.
+pub async fn run(
+    inst: Arc<Instance>,
+    shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let mut actor = Actor {
+        inst,
+        shared,
+        child: None,
+        probe: None,
+        ready_tx,
+        generation: 0,
+        backoff: None,
+        restarts: 0,
+        spawned_at: Instant::now(),
+        ready_at: None,
+        last_port: None,
+    };
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Shutdown { reply }) => {
+                    actor.halt("server shutdown or instance removal").await;
+                    let _ = reply.send(());
+                    break;
+                }
+                None => {
+                    actor.halt("handle dropped").await;
+                    break;
+                }
+                Some(cmd) => actor.handle(cmd).await,
+            },
+            exit = wait_child(&mut actor.child) => actor.on_exit(exit).await,
+            Some(generation) = ready_rx.recv() => actor.on_ready(generation).await,
+            () = sleep_until(actor.backoff) => actor.on_backoff().await,
+        }
+    }
+}
+
+async fn wait_child(child: &mut Option<ChildProc>) -> Exit {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    fn status(&self) -> Status {
+        self.inst.snapshot().status
+    }
+
+    async fn record(&self, event: Event, detail: Option<&str>) {
+        if let Err(e) = self
+            .shared
+            .db
+            .record(Some(&self.inst.name), event, "system", detail)
+            .await
+        {
+            tracing::error!(instance = %self.inst.name, error = %e, "could not record history");
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start { reply } => {
+                let result = match self.status() {
+                    Status::Starting | Status::Running => Ok(()),
+                    _ => {
+                        self.backoff = None;
+                        self.restarts = 0;
+                        self.spawn_or_fail().await
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Stop { reply, wait } => {
+                self.backoff = None;
+                self.inst.update_state(|s| s.status = Status::Stopping);
+                let reply = if wait {
+                    Some(reply)
+                } else {
+                    let _ = reply.send(());
+                    None
+                };
+                self.halt("stop requested").await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            Command::Restart { reply } => {
+                self.backoff = None;
+                self.inst.update_state(|s| s.status = Status::Restarting);
+                let _ = reply.send(());
+                self.terminate_child().await;
+                self.restarts = 0;
+                let _ = self.spawn_or_fail().await;
+            }
+            Command::Shutdown { .. } => {} // handled by the loop
+        }
+    }
+
+    /// Stops any process and settles in `stopped`.
+    async fn halt(&mut self, why: &str) {
+        self.backoff = None;
+        let had_child = self.terminate_child().await;
+        self.inst.update_state(|s| {
+            s.status = Status::Stopped;
+            s.port = None;
+            s.pid = None;
+            s.last_error = None;
+        });
+        if had_child {
+            self.record(Event::Stopped, Some(why)).await;
+        }
+    }
+
+    /// SIGTERM, grace, SIGKILL, reap; true if there was a process.
+    async fn terminate_child(&mut self) -> bool {
+        let Some(child) = self.child.take() else {
+            return false;
+        };
+        let exit = child.terminate(STOP_GRACE).await;
+        tracing::info!(instance = %self.inst.name, exit = %exit.0, "backend stopped");
+        self.release().await;
+        true
+    }
+
+    /// Forgets the process that is gone: probe, port, recorded PID.
+    async fn release(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
+        if let Some(port) = self.inst.snapshot().port {
+            self.shared.ports.release(port);
+        }
+        self.ready_at = None;
+        if let Err(e) = self.shared.db.set_process(&self.inst.name, None).await {
+            tracing::error!(instance = %self.inst.name, error = %e, "could not clear recorded pid");
+        }
+    }
+
+    async fn spawn_or_fail(&mut self) -> Result<(), String> {
+        let result = self.spawn().await;
+        if let Err(reason) = &result {
+            self.fail(reason.clone()).await;
+        }
+        result
+    }
+
+    async fn spawn(&mut self) -> Result<(), String> {
+        let spec = self.inst.spec();
+        let backend = &self.shared.cfg.backends.llama_cpp;
+        let port = self.shared.ports.reserve(spec.port, self.last_port)?;
+        let args = llama_cpp::build_args(&backend.args, &spec.backend_options, "127.0.0.1", port);
+        let mut argv = vec![backend.command.clone()];
+        argv.extend(args.iter().cloned());
+        let mut log = match logs::open_for_run(&self.shared.logs_dir, &self.inst.name, &argv) {
+            Ok(log) => log,
+            Err(e) => {
+                self.shared.ports.release(port);
+                return Err(format!("cannot open the instance log: {e}"));
+            }
+        };
+        let mut env = backend.environment.clone();
+        env.extend(spec.environment.unwrap_or_default());
+        let spawned = match log.try_clone() {
+            Ok(child_log) => {
+                self.shared
+                    .spawner
+                    .spawn(SpawnSpec {
+                        program: backend.command.clone(),
+                        args,
+                        env,
+                        log: child_log,
+                    })
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let child = match spawned {
+            Ok(child) => ChildProc::adopt(child),
+            Err(e) => {
+                self.shared.ports.release(port);
+                let reason = format!("cannot run '{}': {e}", backend.command);
+                let _ = writeln!(log, "=== llamactl: {reason} ===");
+                return Err(reason);
+            }
+        };
+        let pid = child.pid();
+        if let Some(mark) = process::mark(pid, &self.shared.boot_id) {
+            if let Err(e) = self
+                .shared
+                .db
+                .set_process(&self.inst.name, Some(&mark))
+                .await
+            {
+                tracing::error!(instance = %self.inst.name, error = %e, "could not record pid");
+            }
+        }
+        self.generation += 1;
+        self.probe = Some(tokio::spawn(health::probe_until_ready(
+            self.shared.http.clone(),
+            port,
+            self.generation,
+            self.ready_tx.clone(),
+        )));
+        self.child = Some(child);
+        self.last_port = Some(port);
+        self.spawned_at = Instant::now();
+        self.inst.update_state(|s| {
+            s.status = Status::Starting;
+            s.port = Some(port);
+            s.pid = Some(pid);
+        });
+        tracing::info!(instance = %self.inst.name, pid, port, "backend spawned");
+        Ok(())
+    }
+
+    async fn fail(&mut self, reason: String) {
+        tracing::warn!(instance = %self.inst.name, %reason, "instance failed");
+        self.record(Event::Failed, Some(&reason)).await;
+        self.inst.update_state(|s| {
+            s.status = Status::Failed;
+            s.port = None;
+            s.pid = None;
+            s.last_error = Some(reason);
+        });
+    }
+
+    async fn on_ready(&mut self, generation: u64) {
+        if generation != self.generation || self.status() != Status::Starting {
+            return;
+        }
+        let took = self.spawned_at.elapsed();
+        self.ready_at = Some(Instant::now());
+        self.inst.update_state(|s| {
+            s.status = Status::Running;
+            s.last_error = None;
+        });
+        let port = self.inst.snapshot().port.unwrap_or_default();
+        tracing::info!(instance = %self.inst.name, port, ms = took.as_millis() as u64, "backend ready");
+        self.record(
+            Event::Ready,
+            Some(&format!("ready on port {port} in {} ms", took.as_millis())),
+        )
+        .await;
+    }
+
+    async fn on_exit(&mut self, exit: Exit) {
+        self.child = None;
+        let was = self.status();
+        let healthy_run = self.ready_at.is_some_and(|at| at.elapsed() >= HEALTHY_RUN);
+        self.release().await;
+        self.inst.update_state(|s| s.pid = None);
+        let tail = logs::tail(
+            &logs::path(&self.shared.logs_dir, &self.inst.name),
+            Some(FAILURE_LOG_LINES),
+        )
+        .unwrap_or_default();
+        let tail = tail.trim_end();
+        if was == Status::Starting && self.restarts == 0 {
+            self.fail(format!(
+                "backend {} before becoming ready; last log lines:\n{tail}",
+                exit.0
+            ))
+            .await;
+            return;
+        }
+        if healthy_run {
+            self.restarts = 0;
+        }
+        self.record(Event::Crashed, Some(&exit.0)).await;
+        let life = self.inst.spec().lifecycle(&self.shared.cfg.instances);
+        if life.auto_restart && self.restarts < life.max_restarts {
+            self.restarts += 1;
+            let restarts = self.restarts;
+            self.backoff = Some(Instant::now() + Duration::from_secs(life.restart_delay));
+            self.inst.update_state(|s| {
+                s.status = Status::Restarting;
+                s.port = None;
+                s.restarts = restarts;
+                s.last_error = Some(format!("backend {}", exit.0));
+            });
+            tracing::warn!(instance = %self.inst.name, exit = %exit.0, restarts, "backend crashed; restarting");
+        } else {
+            let reason = if life.auto_restart {
+                format!("backend {} and was restarted {} times in a row; giving up; last log lines:\n{tail}", exit.0, self.restarts)
+            } else {
+                format!(
+                    "backend {} (auto_restart is off); last log lines:\n{tail}",
+                    exit.0
+                )
+            };
+            self.fail(reason).await;
+        }
+    }
+
+    async fn on_backoff(&mut self) {
+        self.backoff = None;
+        let life = self.inst.spec().lifecycle(&self.shared.cfg.instances);
+        let detail = format!("attempt {} of {}", self.restarts, life.max_restarts);
+        self.record(Event::Restarted, Some(&detail)).await;
+        let _ = self.spawn_or_fail().await;
+    }
+}

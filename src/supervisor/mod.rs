@@ -1,0 +1,432 @@
+//! Runs instances as child processes: admission (limits), create/update/delete, start/stop/restart,
+//! restore on boot, and shutdown. Each instance's process is owned by its own actor (`actor.rs`).
+
+mod actor;
+mod child;
+mod health;
+mod instance;
+pub mod logs;
+pub mod ports;
+pub mod process;
+pub mod spawner;
+pub mod state;
+
+pub use instance::Instance;
+pub use state::{RuntimeState, Status};
+
+use crate::config::Config;
+use crate::db::history::Event;
+use crate::db::instances::{Desired, InstanceRow};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::instances::{name, InstanceSpec, SpecPatch};
+use crate::proxy::HttpClient;
+use ports::Ports;
+use serde::Serialize;
+use spawner::Spawner;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// What the actors share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    cfg: Arc<Config>,
+    db: Db,
+    ports: Ports,
+    spawner: Spawner,
+    http: HttpClient,
+    logs_dir: PathBuf,
+    boot_id: String,
+}
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    /// Unique name.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Unix seconds.
+    pub created: i64,
+    /// Port of the running backend, or the fixed port of a stopped one.
+    pub port: Option<u16>,
+    /// The definition.
+    pub options: InstanceSpec,
+    /// Restarts in a row after crashes.
+    pub restarts: u32,
+    /// Why the last start or run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl InstanceView {
+    fn of(inst: &Instance) -> Self {
+        let state = inst.snapshot();
+        let options = inst.spec();
+        InstanceView {
+            name: inst.name.clone(),
+            status: state.status,
+            created: inst.created,
+            port: state.port.or(options.port),
+            options,
+            restarts: state.restarts,
+            last_error: state.last_error,
+        }
+    }
+}
+
+/// The supervisor; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    instances: Arc<RwLock<BTreeMap<String, Arc<Instance>>>>,
+    /// Serialises admission (create, delete, start) so limits hold under concurrency.
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Who caused a change, for the history.
+pub type Actor<'a> = &'a str;
+
+impl Supervisor {
+    /// A supervisor with no instances loaded yet; call [`Supervisor::restore`] next.
+    pub fn new(cfg: Arc<Config>, db: Db, http: HttpClient) -> Result<Self> {
+        let shared = Shared {
+            ports: Ports::new(cfg.instances.port_range),
+            logs_dir: cfg.logs_dir(),
+            spawner: Spawner::start()?,
+            boot_id: process::boot_id(),
+            cfg,
+            db,
+            http,
+        };
+        Ok(Supervisor {
+            shared: Arc::new(shared),
+            instances: Arc::default(),
+            gate: Arc::default(),
+        })
+    }
+
+    /// Ends children a killed predecessor left behind, loads every stored instance, and starts those
+    /// that should run (within the running limit).
+    pub async fn restore(&self) -> Result<()> {
+        let rows = self.shared.db.list_instances().await?;
+        for row in &rows {
+            self.end_orphan(row).await?;
+        }
+        let mut to_start = Vec::new();
+        for row in rows {
+            let spec: InstanceSpec = match serde_json::from_str(&row.spec) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(instance = %row.name, error = %e, "stored definition unreadable; skipped");
+                    continue;
+                }
+            };
+            let inst = self.adopt(row.name.clone(), row.created_at, spec);
+            if row.desired == Desired::Running {
+                to_start.push(inst);
+            }
+        }
+        for inst in to_start {
+            let _guard = self.gate.lock().await;
+            if let Err(e) = self.admit(&inst) {
+                tracing::warn!(instance = %inst.name, error = %e, "not restored");
+                continue;
+            }
+            self.record(
+                &inst.name,
+                Event::StartRequested,
+                "system",
+                Some("restore on boot"),
+            )
+            .await;
+            if let Err(e) = inst.start().await {
+                tracing::warn!(instance = %inst.name, error = %e, "restore failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_orphan(&self, row: &InstanceRow) -> Result<()> {
+        let Some(mark) = &row.process else {
+            return Ok(());
+        };
+        if process::end_orphan(mark, &self.shared.boot_id, actor::STOP_GRACE).await {
+            tracing::warn!(instance = %row.name, pid = mark.pid, "ended a backend left by a previous server");
+            let detail = format!("pid {}", mark.pid);
+            self.record(&row.name, Event::OrphanKilled, "system", Some(&detail))
+                .await;
+        }
+        self.shared.db.set_process(&row.name, None).await
+    }
+
+    /// Registers an instance and starts its actor.
+    fn adopt(&self, name: String, created: i64, spec: InstanceSpec) -> Arc<Instance> {
+        let (inst, commands) = Instance::new(name.clone(), created, spec);
+        let inst = Arc::new(inst);
+        tokio::spawn(actor::run(inst.clone(), self.shared.clone(), commands));
+        self.write_map().insert(name, inst.clone());
+        inst
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Instance>>> {
+        self.instances.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Instance>>> {
+        self.instances.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn record(&self, instance: &str, event: Event, actor: Actor<'_>, detail: Option<&str>) {
+        if let Err(e) = self
+            .shared
+            .db
+            .record(Some(instance), event, actor, detail)
+            .await
+        {
+            tracing::error!(instance, error = %e, "could not record history");
+        }
+    }
+
+    /// The instance of that name.
+    pub fn instance(&self, name: &str) -> Result<Arc<Instance>> {
+        self.read_map()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("instance '{name}' not found")))
+    }
+
+    /// Every instance, by name.
+    pub fn list(&self) -> Vec<InstanceView> {
+        self.read_map()
+            .values()
+            .map(|i| InstanceView::of(i))
+            .collect()
+    }
+
+    /// One instance.
+    pub fn get(&self, name: &str) -> Result<InstanceView> {
+        let inst = self.instance(name)?;
+        Ok(InstanceView::of(&inst))
+    }
+
+    /// Checks the running limit for one more active instance. Call with the gate held.
+    fn admit(&self, inst: &Instance) -> Result<()> {
+        let max = self.shared.cfg.instances.max_running_instances;
+        if max < 0 || inst.snapshot().status.is_active() {
+            return Ok(());
+        }
+        let active = self
+            .read_map()
+            .values()
+            .filter(|i| i.snapshot().status.is_active())
+            .count();
+        if active as i64 >= max {
+            return Err(Error::Conflict(format!(
+                "maximum number of running instances ({max}) reached"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that a fixed port is not the fixed port of another instance.
+    fn check_port_free(&self, name: &str, spec: &InstanceSpec) -> Result<()> {
+        let Some(port) = spec.port else {
+            return Ok(());
+        };
+        let clash = self
+            .read_map()
+            .values()
+            .find(|i| i.name != name && i.spec().port == Some(port))
+            .map(|i| i.name.clone());
+        match clash {
+            Some(other) => Err(Error::Conflict(format!(
+                "port {port} is already assigned to instance '{other}'"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Validates, stores and starts a new instance.
+    pub async fn create(
+        &self,
+        name: &str,
+        body: serde_json::Map<String, serde_json::Value>,
+        actor: Actor<'_>,
+    ) -> Result<InstanceView> {
+        name::validate(name)?;
+        let spec = SpecPatch::from_body(body)?.into_new_spec();
+        spec.validate(&self.shared.cfg.instances)?;
+        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+
+        let _guard = self.gate.lock().await;
+        if self.read_map().contains_key(name) {
+            return Err(Error::Conflict(format!("instance '{name}' already exists")));
+        }
+        let max = self.shared.cfg.instances.max_instances;
+        if max >= 0 && self.read_map().len() as i64 >= max {
+            return Err(Error::Conflict(format!(
+                "maximum number of instances ({max}) reached"
+            )));
+        }
+        self.check_port_free(name, &spec)?;
+        // A new instance is not active yet: admit it as one more.
+        let max_running = self.shared.cfg.instances.max_running_instances;
+        if max_running >= 0 {
+            let active = self
+                .read_map()
+                .values()
+                .filter(|i| i.snapshot().status.is_active())
+                .count();
+            if active as i64 >= max_running {
+                return Err(Error::Conflict(format!(
+                    "maximum number of running instances ({max_running}) reached"
+                )));
+            }
+        }
+        let now = chrono::Utc::now().timestamp();
+        self.shared
+            .db
+            .insert_instance(name, &spec_json, Desired::Running, now)
+            .await?;
+        self.record(name, Event::Created, actor, Some(&spec_json))
+            .await;
+        let inst = self.adopt(name.to_string(), now, spec);
+        self.record(name, Event::StartRequested, actor, None).await;
+        // A spawn failure leaves a valid definition in `failed`, with the reason shown.
+        let _ = inst.start().await;
+        Ok(InstanceView::of(&inst))
+    }
+
+    /// Changes a definition (given fields replace, the rest stay) and restarts it if it was active.
+    pub async fn update(
+        &self,
+        name: &str,
+        body: serde_json::Map<String, serde_json::Value>,
+        actor: Actor<'_>,
+    ) -> Result<InstanceView> {
+        let inst = self.instance(name)?;
+        let patch = SpecPatch::from_body(body)?;
+        let mut spec = inst.spec();
+        spec.apply(patch);
+        spec.validate(&self.shared.cfg.instances)?;
+        self.check_port_free(name, &spec)?;
+        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let now = chrono::Utc::now().timestamp();
+        self.shared
+            .db
+            .update_instance_spec(name, &spec_json, now)
+            .await?;
+        inst.set_spec(spec);
+        self.record(name, Event::Updated, actor, Some(&spec_json))
+            .await;
+        if inst.snapshot().status.is_active() {
+            self.record(
+                name,
+                Event::StartRequested,
+                actor,
+                Some("restart after update"),
+            )
+            .await;
+            inst.restart().await.map_err(Error::Unavailable)?;
+        }
+        Ok(InstanceView::of(&inst))
+    }
+
+    /// Stops an instance, then removes its definition and logs.
+    pub async fn delete(&self, name: &str, actor: Actor<'_>) -> Result<()> {
+        let _guard = self.gate.lock().await;
+        let inst = self.instance(name)?;
+        inst.stop(true).await.map_err(Error::Unavailable)?;
+        self.shared.db.delete_instance(name).await?;
+        self.write_map().remove(name);
+        inst.shutdown().await;
+        self.record(name, Event::Deleted, actor, None).await;
+        logs::remove(&self.shared.logs_dir, name);
+        Ok(())
+    }
+
+    /// Marks an instance to run and starts it.
+    pub async fn start(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
+        let inst = self.instance(name)?;
+        let _guard = self.gate.lock().await;
+        self.admit(&inst)?;
+        self.shared.db.set_desired(name, Desired::Running).await?;
+        self.record(name, Event::StartRequested, actor, None).await;
+        inst.start()
+            .await
+            .map_err(|e| Error::Failed(format!("failed to start instance '{name}': {e}")))?;
+        Ok(InstanceView::of(&inst))
+    }
+
+    /// Marks an instance to stay stopped and stops it.
+    pub async fn stop(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
+        let inst = self.instance(name)?;
+        self.shared.db.set_desired(name, Desired::Stopped).await?;
+        self.record(name, Event::StopRequested, actor, None).await;
+        inst.stop(false).await.map_err(Error::Unavailable)?;
+        Ok(InstanceView::of(&inst))
+    }
+
+    /// Stops and starts an instance.
+    pub async fn restart(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
+        let inst = self.instance(name)?;
+        let _guard = self.gate.lock().await;
+        self.admit(&inst)?;
+        self.shared.db.set_desired(name, Desired::Running).await?;
+        self.record(name, Event::StartRequested, actor, Some("restart"))
+            .await;
+        inst.restart().await.map_err(Error::Unavailable)?;
+        Ok(InstanceView::of(&inst))
+    }
+
+    /// The last `lines` lines of an instance's log (all for `None`).
+    pub async fn logs(&self, name: &str, lines: Option<usize>) -> Result<String> {
+        self.instance(name)?;
+        let file = logs::path(&self.shared.logs_dir, name);
+        Ok(
+            tokio::task::spawn_blocking(move || logs::tail(&file, lines))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??,
+        )
+    }
+
+    /// The port of a running instance; 503 if it is not running.
+    pub fn running_port(&self, name: &str) -> Result<u16> {
+        let state = self.instance(name)?.snapshot();
+        match (state.status, state.port) {
+            (Status::Running, Some(port)) => Ok(port),
+            (status, _) => Err(Error::Unavailable(format!(
+                "instance '{name}' is not running (status: {})",
+                serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Stops every child, keeping each instance's desired state for the next boot.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Instance>> = self.read_map().values().cloned().collect();
+        let stops = all.iter().map(|inst| inst.shutdown());
+        futures_util::future::join_all(stops).await;
+    }
+
+    /// Waits until an instance reaches one of `statuses`, up to `timeout`; returns the last state.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        statuses: &[Status],
+        timeout: Duration,
+    ) -> Result<RuntimeState> {
+        let mut rx = self.instance(name)?.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|s| statuses.contains(&s.status)))
+            .await
+            .ok()
+            .and_then(|r| r.ok().map(|state| state.clone()));
+        Ok(reached.unwrap_or_else(|| rx.borrow().clone()))
+    }
+}
