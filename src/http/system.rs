@@ -30,11 +30,13 @@ pub async fn devices(State(state): State<AppState>) -> Result<String> {
     run_backend(&state, "--list-devices").await
 }
 
-/// Runs the configured backend with one flag and returns what it printed (stdout, then stderr).
+/// Runs the configured backend (with its configured leading args) with one flag and returns what it
+/// printed (stdout, then stderr).
 async fn run_backend(state: &AppState, flag: &str) -> Result<String> {
     let backend = &state.cfg.backends.llama_cpp;
     let mut cmd = tokio::process::Command::new(&backend.command);
-    cmd.arg(flag)
+    cmd.args(&backend.args)
+        .arg(flag)
         .envs(&backend.environment)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);

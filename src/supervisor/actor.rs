@@ -62,6 +62,8 @@ struct Actor {
     restarts: u32,
     spawned_at: Instant,
     ready_at: Option<Instant>,
+    /// Port of the current process, held until it is released.
+    port: Option<u16>,
     last_port: Option<u16>,
 }
 
@@ -83,6 +85,7 @@ pub async fn run(
         restarts: 0,
         spawned_at: Instant::now(),
         ready_at: None,
+        port: None,
         last_port: None,
     };
     loop {
@@ -206,7 +209,7 @@ impl Actor {
         if let Some(probe) = self.probe.take() {
             probe.abort();
         }
-        if let Some(port) = self.inst.snapshot().port {
+        if let Some(port) = self.port.take() {
             self.shared.ports.release(port);
         }
         self.ready_at = None;
@@ -281,6 +284,7 @@ impl Actor {
             self.ready_tx.clone(),
         )));
         self.child = Some(child);
+        self.port = Some(port);
         self.last_port = Some(port);
         self.spawned_at = Instant::now();
         self.inst.update_state(|s| {
@@ -325,49 +329,64 @@ impl Actor {
     async fn on_exit(&mut self, exit: Exit) {
         self.child = None;
         let was = self.status();
-        let healthy_run = self.ready_at.is_some_and(|at| at.elapsed() >= HEALTHY_RUN);
-        self.release().await;
-        self.inst.update_state(|s| s.pid = None);
-        let tail = logs::tail(
-            &logs::path(&self.shared.logs_dir, &self.inst.name),
-            Some(FAILURE_LOG_LINES),
-        )
-        .unwrap_or_default();
-        let tail = tail.trim_end();
-        if was == Status::Starting && self.restarts == 0 {
-            self.fail(format!(
-                "backend {} before becoming ready; last log lines:\n{tail}",
-                exit.0
-            ))
-            .await;
-            return;
-        }
-        if healthy_run {
+        if self.ready_at.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
             self.restarts = 0;
         }
-        self.record(Event::Crashed, Some(&exit.0)).await;
         let life = self.inst.spec().lifecycle(&self.shared.cfg.instances);
-        if life.auto_restart && self.restarts < life.max_restarts {
+        let never_ready = was == Status::Starting && self.restarts == 0;
+        let retry = !never_ready && life.auto_restart && self.restarts < life.max_restarts;
+        if retry {
             self.restarts += 1;
-            let restarts = self.restarts;
             self.backoff = Some(Instant::now() + Duration::from_secs(life.restart_delay));
-            self.inst.update_state(|s| {
-                s.status = Status::Restarting;
-                s.port = None;
-                s.restarts = restarts;
-                s.last_error = Some(format!("backend {}", exit.0));
-            });
-            tracing::warn!(instance = %self.inst.name, exit = %exit.0, restarts, "backend crashed; restarting");
-        } else {
-            let reason = if life.auto_restart {
-                format!("backend {} and was restarted {} times in a row; giving up; last log lines:\n{tail}", exit.0, self.restarts)
+        }
+        let restarts = self.restarts;
+        let failure = (!retry).then(|| {
+            let tail = logs::tail(
+                &logs::path(&self.shared.logs_dir, &self.inst.name),
+                Some(FAILURE_LOG_LINES),
+            )
+            .unwrap_or_default();
+            let why = if never_ready {
+                "before becoming ready".to_string()
+            } else if life.auto_restart {
+                format!("and was restarted {restarts} times in a row; giving up")
             } else {
-                format!(
-                    "backend {} (auto_restart is off); last log lines:\n{tail}",
-                    exit.0
-                )
+                "(auto_restart is off)".to_string()
             };
-            self.fail(reason).await;
+            format!(
+                "backend {} {why}; last log lines:\n{}",
+                exit.0,
+                tail.trim_end()
+            )
+        });
+        // One state change with the final reason, so nobody sees "running" without a process
+        // behind it, or a failure without its explanation.
+        let last_error = failure
+            .clone()
+            .unwrap_or_else(|| format!("backend {}", exit.0));
+        self.inst.update_state(|s| {
+            s.status = if retry {
+                Status::Restarting
+            } else {
+                Status::Failed
+            };
+            s.port = None;
+            s.pid = None;
+            s.restarts = restarts;
+            s.last_error = Some(last_error);
+        });
+        self.release().await;
+        if !never_ready {
+            self.record(Event::Crashed, Some(&exit.0)).await;
+        }
+        match failure {
+            Some(reason) => {
+                tracing::warn!(instance = %self.inst.name, %reason, "instance failed");
+                self.record(Event::Failed, Some(&reason)).await;
+            }
+            None => {
+                tracing::warn!(instance = %self.inst.name, exit = %exit.0, restarts, "backend crashed; restarting")
+            }
         }
     }
 

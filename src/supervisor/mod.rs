@@ -52,6 +52,9 @@ pub struct InstanceView {
     pub created: i64,
     /// Port of the running backend, or the fixed port of a stopped one.
     pub port: Option<u16>,
+    /// PID of the backend process, while there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// The definition.
     pub options: InstanceSpec,
     /// Restarts in a row after crashes.
@@ -70,6 +73,7 @@ impl InstanceView {
             status: state.status,
             created: inst.created,
             port: state.port.or(options.port),
+            pid: state.pid,
             options,
             restarts: state.restarts,
             last_error: state.last_error,

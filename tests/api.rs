@@ -1,0 +1,449 @@
+//! REST API behaviour against the real server binary, with the stand-in backend.
+
+mod common;
+
+use common::{Options, TestServer, ADMIN_KEY, INFERENCE_KEY};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const READY: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn version_is_plain_text_with_three_fields() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, body) = server.call(Method::GET, "/api/v1/version", None).await;
+    assert_eq!(code, StatusCode::OK);
+    let text = body.as_str().expect("plain text");
+    assert!(text.starts_with("Version: "), "{text}");
+    assert!(
+        text.contains("\nCommit: ") && text.contains("\nBuild Time: "),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn server_endpoints_return_the_backend_output() {
+    let server = TestServer::start(Options::fake()).await;
+    for (path, needle) in [
+        ("/api/v1/server/help", "--port PORT"),
+        ("/api/v1/server/version", "version: 0 (fake)"),
+        ("/api/v1/server/devices", "Available devices"),
+    ] {
+        let (code, body) = server.call(Method::GET, path, None).await;
+        assert_eq!(code, StatusCode::OK, "{path}");
+        assert!(
+            body.as_str().unwrap_or_default().contains(needle),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_backend_executable_is_a_clear_500() {
+    let server = TestServer::start(Options::real("/nonexistent/llama-server")).await;
+    let (code, body) = server
+        .call(Method::GET, "/api/v1/server/version", None)
+        .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/llama-server"),
+        "{body}"
+    );
+
+    // Creating an instance keeps the valid definition but shows why it cannot run.
+    let (code, inst) = server.create("m", json!({"model": "/m.gguf"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(inst["status"], "failed");
+    assert!(
+        inst["last_error"].as_str().unwrap().contains("cannot run"),
+        "{inst}"
+    );
+    let (code, body) = server.op("m", "start").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to start instance"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn crud_round_trip() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, created) = server
+        .create("alpha", json!({"model": "/m.gguf", "ctx_size": 512}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "alpha");
+    assert!(created["created"].as_i64().unwrap() > 1_700_000_000);
+    assert_eq!(created["options"]["backend_options"]["ctx_size"], 512);
+    assert!(matches!(
+        created["status"].as_str(),
+        Some("starting" | "running")
+    ));
+
+    let running = server.wait_status("alpha", "running", READY).await;
+    let port = running["port"].as_u64().unwrap();
+    assert!(
+        (u64::from(server_range(&server)[0])..=u64::from(server_range(&server)[1])).contains(&port)
+    );
+
+    let (code, list) = server.call(Method::GET, "/api/v1/instances", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let (code, updated) = server
+        .update("alpha", json!({"ctx_size": 1024, "auto_restart": false}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!(updated["options"]["backend_options"]["ctx_size"], 1024);
+    assert_eq!(updated["options"]["backend_options"]["model"], "/m.gguf");
+    assert_eq!(updated["options"]["auto_restart"], false);
+
+    let (code, _) = server.delete("alpha").await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, body) = server.get("alpha").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("alpha"));
+}
+
+fn server_range(_server: &TestServer) -> [u16; 2] {
+    // The range is in the generated config; parse it back rather than trusting memory.
+    let text = std::fs::read_to_string(&_server.config).unwrap();
+    let line = text.lines().find(|l| l.contains("port_range")).unwrap();
+    let nums: Vec<u16> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    [nums[0], nums[1]]
+}
+
+#[tokio::test]
+async fn structured_body_is_accepted() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, body) = server
+        .create(
+            "s",
+            json!({"backend_type": "llama_cpp", "backend_options": {"model": "/m.gguf"}, "on_demand_start": false}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["options"]["backend_options"],
+        json!({"model": "/m.gguf"})
+    );
+    assert_eq!(body["options"]["on_demand_start"], false);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_creates_nothing() {
+    let server = TestServer::start(Options::fake()).await;
+    let range = server_range(&server);
+    let long_name = "x".repeat(65);
+    let cases: Vec<(&str, Option<Value>, StatusCode)> = vec![
+        ("bad%20name", Some(json!({})), StatusCode::BAD_REQUEST),
+        ("x%2Fy", Some(json!({})), StatusCode::BAD_REQUEST),
+        (&long_name, Some(json!({})), StatusCode::BAD_REQUEST),
+        ("ok", Some(json!([1, 2])), StatusCode::BAD_REQUEST),
+        (
+            "ok",
+            Some(json!({"backend_type": "tensorrt"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "ok",
+            Some(json!({"model": {"nested": true}})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "ok",
+            Some(json!({"host": "0.0.0.0"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("ok", Some(json!({"port": 1})), StatusCode::BAD_REQUEST),
+        (
+            "ok",
+            Some(json!({"port": range[1] as u64 + 1})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "ok",
+            Some(json!({"auto_restart": "sometimes"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "ok",
+            Some(json!({"backend_options": {"model": "/m"}, "stray": 1})),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (name, body, want) in cases {
+        let (code, resp) = server.create(name, body.clone().unwrap()).await;
+        assert_eq!(code, want, "{name} {body:?}: {resp}");
+        assert!(
+            resp["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{resp}"
+        );
+    }
+    let (_, list) = server.call(Method::GET, "/api/v1/instances", None).await;
+    assert_eq!(list, json!([]), "nothing half-created");
+    let db = std::fs::read_dir(server.data_dir.join("logs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(db, 0, "no log files for rejected instances");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_untyped_bodies_are_rejected() {
+    let server = TestServer::start(Options::fake()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/instances/m", server.base);
+    let send = |body: Vec<u8>, ctype: Option<&'static str>| {
+        let mut req = client.post(&url).bearer_auth(ADMIN_KEY).body(body);
+        if let Some(ctype) = ctype {
+            req = req.header("content-type", ctype);
+        }
+        req.send()
+    };
+    let malformed = send(b"{\"model\": ".to_vec(), Some("application/json"))
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let untyped = send(b"{}".to_vec(), None).await.unwrap();
+    assert_eq!(untyped.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let mut big = b"{\"model\": \"".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
+    big.extend(b"\"}");
+    let oversized = send(big, Some("application/json")).await.unwrap();
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = oversized.json().await.unwrap();
+    assert!(body["error"].is_string());
+    let (_, list) = server.call(Method::GET, "/api/v1/instances", None).await;
+    assert_eq!(list, json!([]));
+}
+
+#[tokio::test]
+async fn duplicates_and_unknown_instances() {
+    let server = TestServer::start(Options::fake()).await;
+    assert_eq!(
+        server.create("d", json!({"model": "/m"})).await.0,
+        StatusCode::CREATED
+    );
+    let (code, body) = server.create("d", json!({"model": "/other"})).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("already exists"));
+    for (method, path) in [
+        (Method::GET, "/api/v1/instances/ghost"),
+        (Method::PUT, "/api/v1/instances/ghost"),
+        (Method::DELETE, "/api/v1/instances/ghost"),
+        (Method::POST, "/api/v1/instances/ghost/start"),
+        (Method::POST, "/api/v1/instances/ghost/stop"),
+        (Method::POST, "/api/v1/instances/ghost/restart"),
+        (Method::GET, "/api/v1/instances/ghost/logs"),
+        (Method::GET, "/api/v1/instances/ghost/proxy/health"),
+    ] {
+        let body = (method == Method::PUT).then(|| json!({}));
+        let (code, resp) = server.call(method.clone(), path, body).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{method} {path}: {resp}");
+        assert!(resp["error"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn fixed_ports_must_be_unique() {
+    let server = TestServer::start(Options::fake()).await;
+    let port = server_range(&server)[0] + 3;
+    assert_eq!(
+        server
+            .create("a", json!({"model": "/m", "port": port}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (code, body) = server
+        .create("b", json!({"model": "/m", "port": port}))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let inst = server.wait_status("a", "running", READY).await;
+    assert_eq!(inst["port"], port);
+}
+
+#[tokio::test]
+async fn running_limit_is_a_409_and_leaves_nothing_behind() {
+    let opts = Options::fake()
+        .with_yaml("instances:\n  max_running_instances: 1\n  enable_lru_eviction: false\n");
+    let server = TestServer::start(opts).await;
+    assert_eq!(
+        server.create("one", json!({"model": "/m"})).await.0,
+        StatusCode::CREATED
+    );
+    let (code, body) = server.create("two", json!({"model": "/m"})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(server.get("two").await.0, StatusCode::NOT_FOUND);
+
+    server.op("one", "stop").await;
+    server.wait_status("one", "stopped", READY).await;
+    assert_eq!(
+        server.create("two", json!({"model": "/m"})).await.0,
+        StatusCode::CREATED
+    );
+    let (code, body) = server.op("one", "start").await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("maximum"));
+}
+
+#[tokio::test]
+async fn instance_count_limit_is_a_409() {
+    let server =
+        TestServer::start(Options::fake().with_yaml("instances:\n  max_instances: 1\n")).await;
+    assert_eq!(
+        server.create("one", json!({"model": "/m"})).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        server.create("two", json!({"model": "/m"})).await.0,
+        StatusCode::CONFLICT
+    );
+}
+
+#[tokio::test]
+async fn logs_return_the_last_lines() {
+    let server = TestServer::start(Options::fake()).await;
+    server.create("l", json!({"model": "/m.gguf"})).await;
+    server.wait_status("l", "running", READY).await;
+    let (code, all) = server.logs("l", None).await;
+    assert_eq!(code, StatusCode::OK);
+    let all = all.as_str().unwrap().to_string();
+    assert!(all.contains("=== llamactl: starting 'l'"), "{all}");
+    assert!(
+        all.contains("fake llama-server starting with --model /m.gguf"),
+        "{all}"
+    );
+    let (_, minus_one) = server.logs("l", Some(-1)).await;
+    assert_eq!(minus_one.as_str().unwrap(), all);
+    let (_, one) = server.logs("l", Some(1)).await;
+    assert_eq!(one.as_str().unwrap().lines().count(), 1);
+    assert_eq!(
+        one.as_str().unwrap().trim_end(),
+        all.trim_end().lines().last().unwrap()
+    );
+    let (code, _) = server.logs("l", Some(-5)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = server
+        .call(Method::GET, "/api/v1/instances/l/logs?lines=abc", None)
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn proxy_forwards_method_path_query_headers_and_body() {
+    let server = TestServer::start(Options::fake()).await;
+    server.create("p", json!({"model": "/m"})).await;
+    server.wait_status("p", "running", READY).await;
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/instances/p/proxy/echo/deep?x=1&y=%20z",
+            server.base
+        ))
+        .bearer_auth(INFERENCE_KEY)
+        .header("x-custom", "kept")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "dropped")
+        .body("payload bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/echo/deep?x=1&y=%20z");
+    assert_eq!(echo["body"], "payload bytes");
+    assert_eq!(echo["headers"]["x-custom"], "kept");
+    assert!(
+        echo["headers"].get("x-hop").is_none(),
+        "hop-by-hop header forwarded: {echo}"
+    );
+    assert!(
+        echo["headers"].get("authorization").is_none(),
+        "caller's key forwarded: {echo}"
+    );
+
+    let (code, health) = server
+        .call(Method::GET, "/api/v1/instances/p/proxy/health", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+
+    server.op("p", "stop").await;
+    server.wait_status("p", "stopped", READY).await;
+    let (code, body) = server
+        .call(Method::GET, "/api/v1/instances/p/proxy/health", None)
+        .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].as_str().unwrap().contains("not running"));
+}
+
+#[tokio::test]
+async fn keys_are_checked_per_route_group() {
+    let server = TestServer::start(Options::fake()).await;
+    server.create("k", json!({"model": "/m"})).await;
+    server.wait_status("k", "running", READY).await;
+    let cases: &[(Option<&str>, &str, StatusCode)] = &[
+        (None, "/api/v1/instances", StatusCode::UNAUTHORIZED),
+        (Some("wrong"), "/api/v1/instances", StatusCode::UNAUTHORIZED),
+        (
+            Some(INFERENCE_KEY),
+            "/api/v1/instances",
+            StatusCode::FORBIDDEN,
+        ),
+        (Some(ADMIN_KEY), "/api/v1/instances", StatusCode::OK),
+        (
+            None,
+            "/api/v1/instances/k/proxy/health",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some("wrong"),
+            "/api/v1/instances/k/proxy/health",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some(INFERENCE_KEY),
+            "/api/v1/instances/k/proxy/health",
+            StatusCode::OK,
+        ),
+        (
+            Some(ADMIN_KEY),
+            "/api/v1/instances/k/proxy/health",
+            StatusCode::OK,
+        ),
+    ];
+    for (key, path, want) in cases {
+        let (code, body) = server.call_as(*key, Method::GET, path, None).await;
+        assert_eq!(code, *want, "{key:?} {path}: {body}");
+        if !code.is_success() {
+            assert!(body["error"].is_string(), "{body}");
+        }
+    }
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/instances", server.base))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_with_the_error_body() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, body) = server.call(Method::GET, "/api/v1/nothing-here", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+}

@@ -1,0 +1,378 @@
+//! Test harness: runs the real `llamactl` binary on port 0 with a fresh data dir, and talks to it
+//! through one method per endpoint.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Management key every test server accepts.
+pub const ADMIN_KEY: &str = "test-management-key";
+/// Inference key every test server accepts.
+pub const INFERENCE_KEY: &str = "test-inference-key";
+
+/// The stand-in backend.
+pub fn fake_backend() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_llama_server.py")
+}
+
+/// A port range nobody else in this test run uses: tests run in parallel, each gets its own.
+pub fn port_range() -> [u16; 2] {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::SeqCst);
+    // Spread test binaries apart by their process id so parallel test binaries do not collide.
+    let base = 20000 + (std::process::id() % 200) as u16 * 100;
+    let lo = base + (slot % 10) * 10;
+    [lo, lo + 9]
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Extra YAML appended to the generated config file.
+    pub yaml: String,
+    /// `backends.llama-cpp.command`.
+    pub command: String,
+    /// `backends.llama-cpp.args`.
+    pub args: Vec<String>,
+    /// Instance ports.
+    pub port_range: [u16; 2],
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    /// A server whose backend is the stand-in.
+    pub fn fake() -> Self {
+        Options {
+            yaml: String::new(),
+            command: "python3".into(),
+            args: vec![fake_backend().display().to_string()],
+            port_range: port_range(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A server whose backend is the given executable.
+    pub fn real(command: &str) -> Self {
+        Options {
+            command: command.into(),
+            args: Vec::new(),
+            ..Options::fake()
+        }
+    }
+
+    /// Adds YAML to the config file (a top-level `instances:` block is merged by the caller's care).
+    pub fn with_yaml(mut self, yaml: &str) -> Self {
+        self.yaml.push_str(yaml);
+        self
+    }
+}
+
+/// A running `llamactl` process.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The data directory (kept across restarts of the same server).
+    pub data_dir: PathBuf,
+    /// The generated config file.
+    pub config: PathBuf,
+    /// Everything the server wrote to stderr so far.
+    pub output: Arc<Mutex<String>>,
+    child: Option<Child>,
+    client: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+    opts: Options,
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data dir.
+    pub async fn start(opts: Options) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().to_path_buf();
+        let mut server = Self::spawn(data_dir, opts).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    async fn spawn(data_dir: PathBuf, opts: Options) -> TestServer {
+        let config = data_dir.join("llamactl.yaml");
+        let yaml = format!(
+            "server:\n  host: 127.0.0.1\n  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
+            cmd = json!(opts.command),
+            args = json!(opts.args),
+            dir = json!(data_dir.display().to_string()),
+            extra = opts.yaml,
+        );
+        let yaml = if yaml.contains("\ninstances:\n") {
+            yaml.replace(
+                "\ninstances:\n",
+                &format!(
+                    "\ninstances:\n  port_range: [{}, {}]\n",
+                    opts.port_range[0], opts.port_range[1]
+                ),
+            )
+        } else {
+            format!(
+                "{yaml}instances:\n  port_range: [{}, {}]\n",
+                opts.port_range[0], opts.port_range[1]
+            )
+        };
+        std::fs::write(&config, yaml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llamactl"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(opts.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn llamactl");
+        let stderr = child.stderr.take().expect("stderr");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                }
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "llamactl did not start; output:\n{}",
+                    output.lock().unwrap()
+                )
+            });
+        TestServer {
+            base: format!("http://{addr}"),
+            data_dir,
+            config,
+            output,
+            child: Some(child),
+            client: reqwest::Client::new(),
+            _tmp: None,
+            opts,
+        }
+    }
+
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal to the server and waits for it to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        child.wait().expect("wait llamactl")
+    }
+
+    /// Starts a new server on the same data dir and config (after a stop or kill).
+    pub async fn restart(mut self) -> TestServer {
+        if self.child.is_some() {
+            self.signal_and_wait(libc::SIGTERM);
+        }
+        let tmp = self._tmp.take();
+        let mut next = Self::spawn(self.data_dir.clone(), self.opts.clone()).await;
+        next._tmp = tmp;
+        next
+    }
+
+    /// Sends a request with the admin key.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(Some(ADMIN_KEY), method, path, body).await
+    }
+
+    /// Sends a request with the given key (or none); returns status and JSON (or a string).
+    pub async fn call_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// `POST /api/v1/instances/{name}`.
+    pub async fn create(&self, name: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/instances/{name}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/instances/{name}`.
+    pub async fn get(&self, name: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, &format!("/api/v1/instances/{name}"), None)
+            .await
+    }
+
+    /// `PUT /api/v1/instances/{name}`.
+    pub async fn update(&self, name: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/instances/{name}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/instances/{name}`.
+    pub async fn delete(&self, name: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, &format!("/api/v1/instances/{name}"), None)
+            .await
+    }
+
+    /// `POST /api/v1/instances/{name}/{op}` for start, stop, restart.
+    pub async fn op(&self, name: &str, op: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/instances/{name}/{op}"),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/instances/{name}/logs?lines=N`.
+    pub async fn logs(&self, name: &str, lines: Option<i64>) -> (StatusCode, Value) {
+        let q = lines.map(|n| format!("?lines={n}")).unwrap_or_default();
+        self.call(
+            Method::GET,
+            &format!("/api/v1/instances/{name}/logs{q}"),
+            None,
+        )
+        .await
+    }
+
+    /// The instance's status string.
+    pub async fn status(&self, name: &str) -> String {
+        let (_, v) = self.get(name).await;
+        v["status"].as_str().unwrap_or("?").to_string()
+    }
+
+    /// Polls until the instance has `want` status, failing after `timeout`; returns the instance.
+    pub async fn wait_status(&self, name: &str, want: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, v) = self.get(name).await;
+            if v["status"] == want {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {name} not {want} after {timeout:?}: {code} {v}\nserver output:\n{}",
+                self.output.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child process.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// True while a process with this PID exists and is not a zombie.
+pub fn process_alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` until it holds, failing with `what` after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Live (non-zombie) processes whose command line has `needle` and a `--port` inside `range`.
+pub fn backends_in_range(needle: &str, range: [u16; 2]) -> Vec<u64> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.iter().any(|a| a.contains(needle)) {
+            continue;
+        }
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|p| p.parse::<u16>().ok());
+        if matches!(port, Some(p) if p >= range[0] && p <= range[1]) && process_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
