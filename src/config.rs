@@ -569,6 +569,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_to_the_defaults() {
+        let example = parse_str(include_str!("../config/llamactl.yaml")).unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn invalid_ranges_are_rejected() {
         let mut c = Config::default();
         c.instances.port_range = [9000, 8000];

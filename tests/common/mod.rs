@@ -376,3 +376,31 @@ pub fn backends_in_range(needle: &str, range: [u16; 2]) -> Vec<u64> {
     }
     found
 }
+
+/// The real llama-server and model for end-to-end tests (set by `make test`).
+#[derive(Clone, Debug)]
+pub struct RealBackend {
+    /// Path of the llama-server executable.
+    pub server: String,
+    /// Path of the GGUF model.
+    pub model: String,
+}
+
+/// Reads the real backend's paths from the environment; panics with the fix when unset.
+pub fn real_backend() -> RealBackend {
+    let get = |var: &str| {
+        std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: run end-to-end tests with `make e2e` (or `make test`), which installs llama-server and the model and sets it")
+        })
+    };
+    let backend = RealBackend {
+        server: get("LLAMACTL_TEST_LLAMA_SERVER"),
+        model: get("LLAMACTL_TEST_MODEL"),
+    };
+    assert!(
+        Path::new(&backend.model).is_file(),
+        "model missing: {}",
+        backend.model
+    );
+    backend
+}
