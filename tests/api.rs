@@ -91,7 +91,7 @@ async fn crud_round_trip() {
     let running = server.wait_status("alpha", "running", READY).await;
     let port = running["port"].as_u64().unwrap();
     assert!(
-        (u64::from(server_range(&server)[0])..=u64::from(server_range(&server)[1])).contains(&port)
+        (u64::from(server.port_range()[0])..=u64::from(server.port_range()[1])).contains(&port)
     );
 
     let (code, list) = server.call(Method::GET, "/api/v1/instances", None).await;
@@ -111,17 +111,6 @@ async fn crud_round_trip() {
     let (code, body) = server.get("alpha").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(body["error"].as_str().unwrap().contains("alpha"));
-}
-
-fn server_range(_server: &TestServer) -> [u16; 2] {
-    // The range is in the generated config; parse it back rather than trusting memory.
-    let text = std::fs::read_to_string(&_server.config).unwrap();
-    let line = text.lines().find(|l| l.contains("port_range")).unwrap();
-    let nums: Vec<u16> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    [nums[0], nums[1]]
 }
 
 #[tokio::test]
@@ -144,7 +133,7 @@ async fn structured_body_is_accepted() {
 #[tokio::test]
 async fn bad_input_is_a_clear_4xx_and_creates_nothing() {
     let server = TestServer::start(Options::fake()).await;
-    let range = server_range(&server);
+    let range = server.port_range();
     let long_name = "x".repeat(65);
     let cases: Vec<(&str, Option<Value>, StatusCode)> = vec![
         ("bad%20name", Some(json!({})), StatusCode::BAD_REQUEST),
@@ -258,7 +247,7 @@ async fn duplicates_and_unknown_instances() {
 #[tokio::test]
 async fn fixed_ports_must_be_unique() {
     let server = TestServer::start(Options::fake()).await;
-    let port = server_range(&server)[0] + 3;
+    let port = server.port_range()[0] + 3;
     assert_eq!(
         server
             .create("a", json!({"model": "/m", "port": port}))

@@ -4,27 +4,15 @@
 
 mod common;
 
-use common::{backends_in_range, eventually, process_alive, real_backend, Options, TestServer};
+use common::{
+    backends_in_range, eventually, pid_of, process_alive, real_backend, Options, TestServer,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Generous: the model loads in about a second, but CI machines are shared and slow.
 const READY: Duration = Duration::from_secs(120);
-
-fn range_of(server: &TestServer) -> [u16; 2] {
-    let text = std::fs::read_to_string(&server.config).unwrap();
-    let line = text.lines().find(|l| l.contains("port_range")).unwrap();
-    let n: Vec<u16> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    [n[0], n[1]]
-}
-
-fn pid_of(v: &Value) -> u64 {
-    v["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {v}"))
-}
 
 fn instance_body(model: &str) -> Value {
     json!({"model": model, "ctx_size": 512, "threads": 1, "restart_delay": 0})
@@ -79,7 +67,7 @@ async fn direct_spawn_to_healthy(server: &str, model: &str, port: u16) -> Durati
 #[ignore = "needs the real llama-server and model: make test"]
 async fn full_lifecycle_against_real_llama_server() {
     let (server, model) = start_server().await;
-    let range = range_of(&server);
+    let range = server.port_range();
 
     // create → running (and how long that takes next to llama-server's own start time)
     let t0 = Instant::now();
@@ -136,7 +124,10 @@ async fn full_lifecycle_against_real_llama_server() {
     assert_eq!(code, StatusCode::OK);
     let logs = logs.as_str().unwrap();
     assert!(logs.contains("=== llamactl: starting 'gemma'"), "{logs}");
-    assert!(logs.contains("loading model"), "llama-server output in the log: {logs}");
+    assert!(
+        logs.contains("loading model"),
+        "llama-server output in the log: {logs}"
+    );
 
     // update → restarted with the new options
     let (code, updated) = server.update("gemma", json!({"ctx_size": 1024})).await;
@@ -216,7 +207,7 @@ async fn killed_llama_server_is_restarted() {
 #[ignore = "needs the real llama-server and model: make test"]
 async fn llamactl_stop_and_kill_never_leave_or_double_backends() {
     let (server, model) = start_server().await;
-    let range = range_of(&server);
+    let range = server.port_range();
     let llama = real_backend().server;
     for name in ["one", "two", "parked"] {
         server.create(name, instance_body(&model)).await;

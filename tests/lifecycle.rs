@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{backends_in_range, eventually, process_alive, Options, TestServer};
+use common::{backends_in_range, eventually, pid_of, process_alive, Options, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::os::unix::process::CommandExt;
@@ -13,20 +13,6 @@ const READY: Duration = Duration::from_secs(15);
 
 fn fake() -> String {
     common::fake_backend().display().to_string()
-}
-
-fn range_of(server: &TestServer) -> [u16; 2] {
-    let text = std::fs::read_to_string(&server.config).unwrap();
-    let line = text.lines().find(|l| l.contains("port_range")).unwrap();
-    let n: Vec<u16> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    [n[0], n[1]]
-}
-
-fn pid_of(v: &serde_json::Value) -> u64 {
-    v["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {v}"))
 }
 
 #[tokio::test]
@@ -111,7 +97,7 @@ async fn crashed_backend_is_restarted_then_given_up_on() {
     let failed = server.wait_status("c", "failed", READY).await;
     let reason = failed["last_error"].as_str().unwrap();
     assert!(reason.contains("giving up"), "{reason}");
-    assert!(backends_in_range(&fake(), range_of(&server)).is_empty());
+    assert!(backends_in_range(&fake(), server.port_range()).is_empty());
 
     // A manual start resets the count and works again once the cause is gone.
     std::fs::remove_file(&crash_file).unwrap();
@@ -213,7 +199,7 @@ async fn delete_ends_the_process_and_removes_the_log() {
 #[tokio::test]
 async fn sigterm_stops_every_backend_and_restore_keeps_desired_state() {
     let server = TestServer::start(Options::fake()).await;
-    let range = range_of(&server);
+    let range = server.port_range();
     for name in ["up1", "up2", "down"] {
         server.create(name, json!({"model": "/m"})).await;
         server.wait_status(name, "running", READY).await;
@@ -240,7 +226,7 @@ async fn sigterm_stops_every_backend_and_restore_keeps_desired_state() {
 #[tokio::test]
 async fn after_sigkill_of_the_server_each_instance_runs_exactly_once() {
     let mut server = TestServer::start(Options::fake()).await;
-    let range = range_of(&server);
+    let range = server.port_range();
     for name in ["a", "b"] {
         server.create(name, json!({"model": "/m"})).await;
         server.wait_status(name, "running", READY).await;
@@ -275,7 +261,7 @@ async fn a_backend_left_by_a_killed_predecessor_is_ended_on_boot() {
     // A process the server did not spawn (so no parent-death signal reaches it), recorded in the
     // database as an instance's child: what a predecessor killed mid-spawn could leave behind.
     let mut server = TestServer::start(Options::fake()).await;
-    let range = range_of(&server);
+    let range = server.port_range();
     server.create("o", json!({"model": "/m"})).await;
     server.wait_status("o", "running", READY).await;
     server.signal_and_wait(libc::SIGTERM);

@@ -171,6 +171,11 @@ impl TestServer {
         }
     }
 
+    /// The port range its instances get.
+    pub fn port_range(&self) -> [u16; 2] {
+        self.opts.port_range
+    }
+
     /// The server's PID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
@@ -316,6 +321,13 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The `pid` of an instance as the API shows it.
+pub fn pid_of(instance: &Value) -> u64 {
+    instance["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no pid in {instance}"))
 }
 
 /// True while a process with this PID exists and is not a zombie.
