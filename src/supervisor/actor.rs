@@ -313,10 +313,13 @@ impl Actor {
         }
         let took = self.spawned_at.elapsed();
         self.ready_at = Some(Instant::now());
+        // Idleness counts from readiness, so a slow load is not mistaken for disuse.
+        self.inst.usage().touch();
         self.inst.update_state(|s| {
             s.status = Status::Running;
             s.last_error = None;
         });
+        self.shared.idle_wake.notify_one();
         let port = self.inst.snapshot().port.unwrap_or_default();
         tracing::info!(instance = %self.inst.name, port, ms = took.as_millis() as u64, "backend ready");
         self.record(
