@@ -72,6 +72,11 @@ impl Instance {
         self.state.send_modify(change);
     }
 
+    /// Checks and changes the state in one step; `change` returns whether it changed anything.
+    pub(super) fn update_state_if(&self, change: impl FnOnce(&mut RuntimeState) -> bool) -> bool {
+        self.state.send_if_modified(change)
+    }
+
     pub(super) fn usage(&self) -> &Usage {
         &self.usage
     }
@@ -101,11 +106,13 @@ impl Instance {
         may_stop: impl FnOnce(&RuntimeState, Instant) -> bool,
     ) -> bool {
         self.usage.if_unused(|last_used| {
-            if !may_stop(&self.snapshot(), last_used) {
-                return false;
-            }
-            self.update_state(|s| s.status = Status::Stopping);
-            true
+            self.update_state_if(|state| {
+                let claimed = may_stop(state, last_used);
+                if claimed {
+                    state.status = Status::Stopping;
+                }
+                claimed
+            })
         })
     }
 
