@@ -77,6 +77,7 @@ impl Instance {
         self.state.send_if_modified(change)
     }
 
+    /// Requests in flight and last use.
     pub(super) fn usage(&self) -> &Usage {
         &self.usage
     }

@@ -44,6 +44,7 @@ impl Supervisor {
         }
     }
 
+    /// Waits until `inst` runs, starting it (once, shared) if it is cold; its port.
     async fn ready_port(&self, inst: &Arc<Instance>, actor: Actor<'_>) -> Result<u16> {
         let mut rx = inst.subscribe();
         // True once this request has seen or made a start: its outcome is then the answer.
@@ -86,6 +87,7 @@ impl Supervisor {
         }
     }
 
+    /// Whether `inst` may be started by a request.
     fn on_demand(&self, inst: &Instance) -> bool {
         inst.spec()
             .lifecycle(&self.shared.cfg.instances)
