@@ -2,9 +2,10 @@
 //!
 //! Every struct denies unknown fields, so a typo in the file is a startup error that names the key.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +125,64 @@ pub struct InstancesConfig {
     /// Seconds an inference request waits for a cold instance.
     pub on_demand_start_timeout: u64,
     /// Default for an instance's `idle_timeout`, in minutes; 0 = never.
-    pub default_idle_timeout: u64,
+    pub default_idle_timeout: Minutes,
+}
+
+/// A span of minutes as users write it: whole minutes as in the Go llamactl, or fractions
+/// (`0.5` = 30 s). Never negative, never NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Minutes(f64);
+
+impl Minutes {
+    /// The span, or `None` for 0 (which means "never") or one too long to represent.
+    pub fn duration(self) -> Option<Duration> {
+        if self.0 == 0.0 {
+            return None;
+        }
+        Duration::try_from_secs_f64(self.0 * 60.0).ok()
+    }
+}
+
+impl TryFrom<f64> for Minutes {
+    type Error = String;
+
+    fn try_from(minutes: f64) -> Result<Self, Self::Error> {
+        if minutes.is_finite() && minutes >= 0.0 {
+            Ok(Minutes(minutes))
+        } else {
+            Err(format!(
+                "{minutes} is not a number of minutes (0 or more; 0 = never)"
+            ))
+        }
+    }
+}
+
+impl std::str::FromStr for Minutes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let minutes: f64 = s.parse().map_err(|e| format!("{e}"))?;
+        Minutes::try_from(minutes)
+    }
+}
+
+impl std::fmt::Display for Minutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Minutes {
+    /// Whole minutes stay integers, so stored and shown definitions read as they were written.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const EXACT: f64 = (1u64 << 53) as f64;
+        if self.0.fract() == 0.0 && self.0 < EXACT {
+            s.serialize_u64(self.0 as u64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
 }
 
 /// API key settings.
@@ -188,7 +246,7 @@ impl Default for InstancesConfig {
             default_restart_delay: 5,
             default_on_demand_start: true,
             on_demand_start_timeout: 120,
-            default_idle_timeout: 0,
+            default_idle_timeout: Minutes(0.0),
         }
     }
 }
@@ -573,6 +631,27 @@ mod tests {
         let example = parse_str(include_str!("../config/llamactl.yaml")).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn minutes_take_fractions_and_refuse_negatives() {
+        let c = parse_str("instances:\n  default_idle_timeout: 0.5\n").unwrap();
+        assert_eq!(
+            c.instances.default_idle_timeout.duration(),
+            Some(Duration::from_secs(30))
+        );
+        let c = parse_str("instances:\n  default_idle_timeout: 10\n").unwrap();
+        assert_eq!(
+            c.instances.default_idle_timeout.duration(),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(Minutes::default().duration(), None, "0 means never");
+        let err = parse_str("instances:\n  default_idle_timeout: -1\n").unwrap_err();
+        assert!(err.contains("minutes"), "{err}");
+        let mut c = Config::default();
+        assert!(apply_env(&mut c, &env_of(&[("LLAMACTL_DEFAULT_IDLE_TIMEOUT", "x")])).is_err());
+        assert_eq!(serde_json::to_string(&Minutes(5.0)).unwrap(), "5");
+        assert_eq!(serde_json::to_string(&Minutes(0.25)).unwrap(), "0.25");
     }
 
     #[test]

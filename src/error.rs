@@ -1,6 +1,6 @@
 //! The one error type of the crate, and how it maps onto the API's status codes and `{"error": "..."}` body.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -23,6 +23,9 @@ pub enum Error {
     /// Unknown instance or route (404).
     #[error("{0}")]
     NotFound(String),
+    /// A route that exists, called with a method it does not take (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Duplicate name, limit reached, port taken (409).
     #[error("{0}")]
     Conflict(String),
@@ -66,6 +69,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -115,6 +119,17 @@ impl From<JsonRejection> for Error {
                 "expected a JSON body with 'Content-Type: application/json'".to_string(),
             ),
             _ => Error::BadRequest(text),
+        }
+    }
+}
+
+impl From<BytesRejection> for Error {
+    fn from(rejection: BytesRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Error::PayloadTooLarge(format!("request body too large: {}", rejection.body_text()))
+            }
+            _ => Error::BadRequest(rejection.body_text()),
         }
     }
 }

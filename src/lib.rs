@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod instances;
+pub mod openai;
 pub mod proxy;
 pub mod supervisor;
 

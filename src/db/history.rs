@@ -12,7 +12,7 @@ pub enum Event {
     Updated,
     /// Definition removed.
     Deleted,
-    /// A start was asked for (API, restore on boot, on-demand).
+    /// A start was asked for (API, restore on boot, on-demand by an inference request).
     StartRequested,
     /// The backend answered `/health` with 200.
     Ready,
@@ -28,6 +28,10 @@ pub enum Event {
     Failed,
     /// A stale child of a killed predecessor was ended on boot.
     OrphanKilled,
+    /// Stopped to make room for another instance at the running limit (least recently used).
+    Evicted,
+    /// Stopped because nobody used it for its `idle_timeout`.
+    IdleStopped,
 }
 
 impl Event {
@@ -45,6 +49,8 @@ impl Event {
             Event::Restarted => "restarted",
             Event::Failed => "failed",
             Event::OrphanKilled => "orphan_killed",
+            Event::Evicted => "evicted",
+            Event::IdleStopped => "idle_stopped",
         }
     }
 }

@@ -3,6 +3,7 @@
 mod extract;
 mod guard;
 mod instances;
+mod openai;
 mod proxy;
 mod system;
 
@@ -71,8 +72,20 @@ pub fn router(state: AppState) -> Router {
             guard::inference,
         ));
 
+    // Bodies are read whole (the `model` field routes them), so they get a generous limit.
+    let inference = Router::new()
+        .route("/v1/models", get(openai::models))
+        .route("/v1/{*rest}", post(openai::forward))
+        .layer(DefaultBodyLimit::max(crate::openai::BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::inference,
+        ));
+
     management
         .merge(instance_proxy)
+        .merge(inference)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(cors(&state.cfg.server.allowed_origins))
         .with_state(state)
@@ -80,6 +93,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> Error {
     Error::NotFound("no such route".into())
+}
+
+async fn method_not_allowed(method: Method) -> Error {
+    Error::MethodNotAllowed(format!("method {method} is not allowed on this route"))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -7,17 +7,19 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Response;
 
-/// Forwards to the running instance; 503 if it is not running.
+/// Forwards to the running instance; 503 if it is not running. The request counts as in flight
+/// (no eviction, no idle stop) until its answer has been sent.
 pub async fn forward(State(state): State<AppState>, req: Request) -> Result<Response<Body>> {
     let (instance, rest) = split_path(req.uri().path());
     name::validate(instance)?;
-    let port = state.supervisor.running_port(instance)?;
+    let (port, in_flight) = state.supervisor.use_running(instance)?;
     let mut target = rest.to_string();
     if let Some(query) = req.uri().query() {
         target.push('?');
         target.push_str(query);
     }
-    crate::proxy::forward(&state.http, port, &target, req).await
+    let resp = crate::proxy::forward(&state.http, port, &target, req).await?;
+    Ok(crate::proxy::hold_while_sending(resp, in_flight))
 }
 
 /// `/api/v1/instances/<name>/proxy<rest>` → (`<name>`, `<rest>` or `/`), on the raw path.

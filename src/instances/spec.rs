@@ -4,7 +4,7 @@
 //! reference) and structured (`backend_type` / `backend_options`). Both turn into a [`SpecPatch`], which
 //! creates a definition or updates one.
 
-use crate::config::InstancesConfig;
+use crate::config::{InstancesConfig, Minutes};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -51,7 +51,7 @@ pub struct InstanceSpec {
     pub on_demand_start: Option<bool>,
     /// Minutes without requests before the instance is stopped; 0 = never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_timeout: Option<u64>,
+    pub idle_timeout: Option<Minutes>,
     /// Extra environment for the child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<BTreeMap<String, String>>,
@@ -61,7 +61,7 @@ pub struct InstanceSpec {
 }
 
 /// Lifecycle settings after defaults are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lifecycle {
     /// Restart after a crash.
     pub auto_restart: bool,
@@ -72,7 +72,7 @@ pub struct Lifecycle {
     /// Start on the first inference request.
     pub on_demand_start: bool,
     /// Minutes idle before stopping; 0 = never.
-    pub idle_timeout: u64,
+    pub idle_timeout: Minutes,
 }
 
 impl InstanceSpec {
@@ -172,7 +172,7 @@ pub struct FieldsPatch {
     max_restarts: Option<Option<u32>>,
     restart_delay: Option<Option<u64>>,
     on_demand_start: Option<Option<bool>>,
-    idle_timeout: Option<Option<u64>>,
+    idle_timeout: Option<Option<Minutes>>,
     environment: Option<Option<BTreeMap<String, String>>>,
     port: Option<Option<u16>>,
 }
@@ -382,6 +382,8 @@ mod tests {
             json!({"max_restarts": -1}),
             json!({"port": 70000}),
             json!({"environment": {"A": 1}}),
+            json!({"idle_timeout": -1}),
+            json!({"idle_timeout": "5"}),
         ];
         for case in cases {
             assert!(
@@ -459,6 +461,19 @@ mod tests {
         assert_eq!(life.max_restarts, 7);
         assert!(life.auto_restart);
         assert_eq!(life.restart_delay, 5);
+    }
+
+    #[test]
+    fn idle_timeout_takes_fractions_of_a_minute() {
+        let spec = SpecPatch::from_body(body(json!({"idle_timeout": 0.05})))
+            .unwrap()
+            .into_new_spec();
+        let idle = spec.lifecycle(&defaults()).idle_timeout.duration();
+        assert_eq!(idle, Some(std::time::Duration::from_secs(3)));
+        let whole = SpecPatch::from_body(body(json!({"idle_timeout": 5})))
+            .unwrap()
+            .into_new_spec();
+        assert_eq!(serde_json::to_value(&whole).unwrap()["idle_timeout"], 5);
     }
 
     #[test]

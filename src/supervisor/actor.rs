@@ -308,15 +308,27 @@ impl Actor {
     }
 
     async fn on_ready(&mut self, generation: u64) {
-        if generation != self.generation || self.status() != Status::Starting {
+        if generation != self.generation {
+            return;
+        }
+        // Idleness counts from readiness, so a slow load is not mistaken for disuse.
+        self.inst.usage().touch();
+        // Checked and changed in one update: a stop claimed meanwhile (eviction, idle stop) sets
+        // `stopping` from outside, and must not be turned back into `running`.
+        let became_ready = self.inst.update_state_if(|s| {
+            let starting = s.status == Status::Starting;
+            if starting {
+                s.status = Status::Running;
+                s.last_error = None;
+            }
+            starting
+        });
+        if !became_ready {
             return;
         }
         let took = self.spawned_at.elapsed();
         self.ready_at = Some(Instant::now());
-        self.inst.update_state(|s| {
-            s.status = Status::Running;
-            s.last_error = None;
-        });
+        self.shared.idle_wake.notify_one();
         let port = self.inst.snapshot().port.unwrap_or_default();
         tracing::info!(instance = %self.inst.name, port, ms = took.as_millis() as u64, "backend ready");
         self.record(
@@ -392,6 +404,10 @@ impl Actor {
 
     async fn on_backoff(&mut self) {
         self.backoff = None;
+        if self.status() == Status::Stopping {
+            // Claimed for a stop (eviction, idle stop) whose command is on its way.
+            return;
+        }
         let life = self.inst.spec().lifecycle(&self.shared.cfg.instances);
         let detail = format!("attempt {} of {}", self.restarts, life.max_restarts);
         self.record(Event::Restarted, Some(&detail)).await;

@@ -1,9 +1,12 @@
 //! The handle on one instance: its definition, its runtime state, and the channel to its actor.
 
 use super::actor::Command;
-use super::state::RuntimeState;
+use super::state::{RuntimeState, Status};
+use super::usage::{InFlight, Usage};
 use crate::instances::InstanceSpec;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// One instance as the supervisor holds it.
@@ -16,6 +19,10 @@ pub struct Instance {
     spec: RwLock<InstanceSpec>,
     state: watch::Sender<RuntimeState>,
     cmd: mpsc::UnboundedSender<Command>,
+    usage: Usage,
+    /// Starts and restarts answered so far: lets a request tell whether someone else started the
+    /// instance since it last looked, so concurrent cold requests share one start.
+    starts: AtomicU64,
 }
 
 /// Why a command could not be delivered.
@@ -36,6 +43,8 @@ impl Instance {
             spec: RwLock::new(spec),
             state,
             cmd,
+            usage: Usage::new(),
+            starts: AtomicU64::new(0),
         };
         (inst, rx)
     }
@@ -63,6 +72,51 @@ impl Instance {
         self.state.send_modify(change);
     }
 
+    /// Checks and changes the state in one step; `change` returns whether it changed anything.
+    pub(super) fn update_state_if(&self, change: impl FnOnce(&mut RuntimeState) -> bool) -> bool {
+        self.state.send_if_modified(change)
+    }
+
+    /// Requests in flight and last use.
+    pub(super) fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// Counts one request as in flight until the returned guard is dropped.
+    pub fn begin_use(self: &Arc<Self>) -> InFlight {
+        InFlight::begin(self.clone())
+    }
+
+    /// When a request last began or ended here (or the instance last started or became ready).
+    pub(super) fn last_used(&self) -> Instant {
+        self.usage.last_used()
+    }
+
+    /// Starts and restarts answered so far.
+    pub(super) fn starts(&self) -> u64 {
+        self.starts.load(Ordering::SeqCst)
+    }
+
+    /// Claims the instance for a stop (eviction, idle stop) if no request is in flight and `may_stop`
+    /// agrees; the status turns `stopping` at once, under the same lock requests take, so a request
+    /// either counts before the claim (and prevents it) or sees `stopping` after it.
+    ///
+    /// The caller must send the stop with the admission gate held, so no start overtakes it.
+    pub(super) fn claim_for_stop(
+        &self,
+        may_stop: impl FnOnce(&RuntimeState, Instant) -> bool,
+    ) -> bool {
+        self.usage.if_unused(|last_used| {
+            self.update_state_if(|state| {
+                let claimed = may_stop(state, last_used);
+                if claimed {
+                    state.status = Status::Stopping;
+                }
+                claimed
+            })
+        })
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(make(tx)).map_err(|_| GONE.to_string())?;
@@ -71,7 +125,12 @@ impl Instance {
 
     /// Starts the backend; answers once it is spawned (status `starting`) or could not be.
     pub(super) async fn start(&self) -> Result<(), String> {
-        self.ask(|reply| Command::Start { reply }).await?
+        self.usage.touch();
+        let result = self.ask(|reply| Command::Start { reply }).await;
+        // Counted once the actor has answered, so whoever reads the new count also sees the state
+        // that start produced.
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        result?
     }
 
     /// Stops the backend; with `wait`, answers once the process is gone.
@@ -81,7 +140,10 @@ impl Instance {
 
     /// Stops and starts the backend; answers once the restart has begun.
     pub(super) async fn restart(&self) -> Result<(), String> {
-        self.ask(|reply| Command::Restart { reply }).await
+        self.usage.touch();
+        let result = self.ask(|reply| Command::Restart { reply }).await;
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        result
     }
 
     /// Stops the backend and ends the actor; answers once the process is gone.

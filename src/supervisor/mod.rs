@@ -1,18 +1,28 @@
-//! Runs instances as child processes: admission (limits), create/update/delete, start/stop/restart,
+//! Runs instances as child processes: admission (limits, eviction: `evict.rs`), create/update/delete,
+//! start/stop/restart, on-demand starts for requests (`on_demand.rs`), idle stops (`idle.rs`),
 //! restore on boot, and shutdown. Each instance's process is owned by its own actor (`actor.rs`).
+//!
+//! Every command that starts a process, and every stop that makes room or ends idleness, is sent
+//! with the admission `gate` held: an eviction's stop therefore always reaches an actor before any
+//! later start, and the running limit holds under concurrency.
 
 mod actor;
 mod child;
+mod evict;
 mod health;
+mod idle;
 mod instance;
 pub mod logs;
+mod on_demand;
 pub mod ports;
 pub mod process;
 pub mod spawner;
 pub mod state;
+mod usage;
 
 pub use instance::Instance;
 pub use state::{RuntimeState, Status};
+pub use usage::InFlight;
 
 use crate::config::Config;
 use crate::db::history::Event;
@@ -26,8 +36,10 @@ use serde::Serialize;
 use spawner::Spawner;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// What the actors share.
 #[derive(Debug)]
@@ -39,6 +51,8 @@ pub(crate) struct Shared {
     http: HttpClient,
     logs_dir: PathBuf,
     boot_id: String,
+    /// Wakes the idle watcher: an instance became ready or was redefined.
+    idle_wake: Notify,
 }
 
 /// An instance as the API shows it.
@@ -86,8 +100,11 @@ impl InstanceView {
 pub struct Supervisor {
     shared: Arc<Shared>,
     instances: Arc<RwLock<BTreeMap<String, Arc<Instance>>>>,
-    /// Serialises admission (create, delete, start) so limits hold under concurrency.
+    /// Serialises admission (create, delete, start, eviction, idle stop) so limits hold under
+    /// concurrency.
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// The idle watcher, once started.
+    idle_task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// Who caused a change, for the history.
@@ -104,16 +121,18 @@ impl Supervisor {
             cfg,
             db,
             http,
+            idle_wake: Notify::new(),
         };
         Ok(Supervisor {
             shared: Arc::new(shared),
             instances: Arc::default(),
             gate: Arc::default(),
+            idle_task: Arc::default(),
         })
     }
 
-    /// Ends children a killed predecessor left behind, loads every stored instance, and starts those
-    /// that should run (within the running limit).
+    /// Ends children a killed predecessor left behind, loads every stored instance, starts those
+    /// that should run (within the running limit, evicting nothing), and starts the idle watcher.
     pub async fn restore(&self) -> Result<()> {
         let rows = self.shared.db.list_instances().await?;
         for row in &rows {
@@ -135,8 +154,8 @@ impl Supervisor {
         }
         for inst in to_start {
             let _guard = self.gate.lock().await;
-            if let Err(e) = self.admit(&inst) {
-                tracing::warn!(instance = %inst.name, error = %e, "not restored");
+            if let Some((max, _)) = self.over_limit(&inst.name) {
+                tracing::warn!(instance = %inst.name, max, "not restored: running limit reached");
                 continue;
             }
             self.record(
@@ -150,6 +169,7 @@ impl Supervisor {
                 tracing::warn!(instance = %inst.name, error = %e, "restore failed");
             }
         }
+        self.watch_idle();
         Ok(())
     }
 
@@ -216,25 +236,6 @@ impl Supervisor {
         Ok(InstanceView::of(&inst))
     }
 
-    /// Checks the running limit for one more active instance. Call with the gate held.
-    fn admit(&self, inst: &Instance) -> Result<()> {
-        let max = self.shared.cfg.instances.max_running_instances;
-        if max < 0 || inst.snapshot().status.is_active() {
-            return Ok(());
-        }
-        let active = self
-            .read_map()
-            .values()
-            .filter(|i| i.snapshot().status.is_active())
-            .count();
-        if active as i64 >= max {
-            return Err(Error::Conflict(format!(
-                "maximum number of running instances ({max}) reached"
-            )));
-        }
-        Ok(())
-    }
-
     /// Checks that a fixed port is not the fixed port of another instance.
     fn check_port_free(&self, name: &str, spec: &InstanceSpec) -> Result<()> {
         let Some(port) = spec.port else {
@@ -276,20 +277,7 @@ impl Supervisor {
             )));
         }
         self.check_port_free(name, &spec)?;
-        // A new instance is not active yet: admit it as one more.
-        let max_running = self.shared.cfg.instances.max_running_instances;
-        if max_running >= 0 {
-            let active = self
-                .read_map()
-                .values()
-                .filter(|i| i.snapshot().status.is_active())
-                .count();
-            if active as i64 >= max_running {
-                return Err(Error::Conflict(format!(
-                    "maximum number of running instances ({max_running}) reached"
-                )));
-            }
-        }
+        self.make_room(name, actor).await?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
@@ -326,6 +314,9 @@ impl Supervisor {
         inst.set_spec(spec);
         self.record(name, Event::Updated, actor, Some(&spec_json))
             .await;
+        // The idle timeout may have changed.
+        self.shared.idle_wake.notify_one();
+        let _guard = self.gate.lock().await;
         if inst.snapshot().status.is_active() {
             self.record(
                 name,
@@ -356,7 +347,7 @@ impl Supervisor {
     pub async fn start(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.admit(&inst)?;
+        self.make_room(name, actor).await?;
         self.shared.db.set_desired(name, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, None).await;
         inst.start()
@@ -378,7 +369,7 @@ impl Supervisor {
     pub async fn restart(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.admit(&inst)?;
+        self.make_room(name, actor).await?;
         self.shared.db.set_desired(name, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;
@@ -397,23 +388,16 @@ impl Supervisor {
         )
     }
 
-    /// The port of a running instance; 503 if it is not running.
-    pub fn running_port(&self, name: &str) -> Result<u16> {
-        let state = self.instance(name)?.snapshot();
-        match (state.status, state.port) {
-            (Status::Running, Some(port)) => Ok(port),
-            (status, _) => Err(Error::Unavailable(format!(
-                "instance '{name}' is not running (status: {})",
-                serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default()
-            ))),
-        }
-    }
-
     /// Stops every child, keeping each instance's desired state for the next boot.
     pub async fn shutdown(&self) {
+        if let Some(task) = self
+            .idle_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         let all: Vec<Arc<Instance>> = self.read_map().values().cloned().collect();
         let stops = all.iter().map(|inst| inst.shutdown());
         futures_util::future::join_all(stops).await;

@@ -287,6 +287,100 @@ impl TestServer {
         .await
     }
 
+    /// `POST /v1/chat/completions` for `model` with the inference key; `extra` adds body fields.
+    pub async fn chat(&self, model: &str, extra: Value) -> (StatusCode, Value) {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.call_as(
+            Some(INFERENCE_KEY),
+            Method::POST,
+            "/v1/chat/completions",
+            Some(body),
+        )
+        .await
+    }
+
+    /// A streamed chat completion for `model`, returned as soon as its headers arrive.
+    pub async fn chat_stream(
+        &self,
+        model: &str,
+        max_tokens: u32,
+        chunk_delay: f64,
+    ) -> reqwest::Response {
+        let body = json!({
+            "model": model, "stream": true, "max_tokens": max_tokens,
+            "fake_chunk_delay": chunk_delay,
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        self.client
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(INFERENCE_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("streamed request")
+    }
+
+    /// `POST {path}` with raw body bytes, extra headers and the given key (or none).
+    pub async fn post_raw(
+        &self,
+        key: Option<&str>,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// The lifecycle history of one instance, oldest first, read from the server's database.
+    pub async fn history(&self, name: &str) -> Vec<HistoryEntry> {
+        let db = llamactl::db::Db::open(&self.data_dir.join("llamactl.db"))
+            .await
+            .expect("open the server's database");
+        let rows = db.instance_history(name).await.expect("read history");
+        db.pool().close().await;
+        rows.into_iter()
+            .map(|r| HistoryEntry {
+                event: r.event,
+                actor: r.actor,
+                detail: r.detail.unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Polls until the instance's history has an `event`, failing after `timeout`; returns it.
+    pub async fn wait_event(&self, name: &str, event: &str, timeout: Duration) -> HistoryEntry {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let history = self.history(name).await;
+            if let Some(found) = history.iter().rev().find(|h| h.event == event) {
+                return found.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no '{event}' for {name} after {timeout:?}; history: {history:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The instance's status string.
     pub async fn status(&self, name: &str) -> String {
         let (_, v) = self.get(name).await;
@@ -328,6 +422,17 @@ pub fn pid_of(instance: &Value) -> u64 {
     instance["pid"]
         .as_u64()
         .unwrap_or_else(|| panic!("no pid in {instance}"))
+}
+
+/// One lifecycle event as the history stores it.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// What happened (`evicted`, `idle_stopped`, ...).
+    pub event: String,
+    /// Who caused it.
+    pub actor: String,
+    /// More about it.
+    pub detail: String,
 }
 
 /// True while a process with this PID exists and is not a zombie.

@@ -1,0 +1,27 @@
+//! `/v1/*`: the OpenAI-compatible API (model list, and every `POST` routed by `model`).
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::Result;
+use crate::openai::{self, ModelList};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::Response;
+use axum::Extension;
+
+/// `GET /v1/models`.
+pub async fn models(State(state): State<AppState>) -> axum::Json<ModelList> {
+    axum::Json(openai::models(&state.supervisor))
+}
+
+/// `POST /v1/*`: forwarded to the instance named by `model`, started on demand.
+pub async fn forward(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    parts: Parts,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response<Body>> {
+    openai::forward(&state.supervisor, &state.http, &caller.actor, parts, body?).await
+}

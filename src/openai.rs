@@ -1,0 +1,147 @@
+//! The OpenAI-compatible API: the model list, and every `POST /v1/*` routed by the `model` field of
+//! its body to that instance's backend.
+//!
+//! The body is forwarded byte for byte: only `model` is parsed out of it, so nothing a backend
+//! understands (and we do not) is lost or reordered. The answer streams back as it comes.
+
+use crate::error::{Error, Result};
+use crate::proxy::{self, HttpClient};
+use crate::supervisor::{Actor, Supervisor};
+use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
+use axum::http::{header, Request, Response};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Largest request body on `/v1` (images travel inline, base64-encoded).
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// `GET /v1/models`, in OpenAI's list format.
+#[derive(Debug, Serialize)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// One entry per instance.
+    pub data: Vec<Model>,
+}
+
+/// One model: an instance, by name.
+#[derive(Debug, Serialize)]
+pub struct Model {
+    /// The instance name, which requests put in `model`.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Unix seconds the instance was created.
+    pub created: i64,
+    /// Always `llamactl`.
+    pub owned_by: &'static str,
+}
+
+/// Every instance as a model.
+pub fn models(supervisor: &Supervisor) -> ModelList {
+    let data = supervisor
+        .list()
+        .into_iter()
+        .map(|inst| Model {
+            id: inst.name,
+            object: "model",
+            created: inst.created,
+            owned_by: "llamactl",
+        })
+        .collect();
+    ModelList {
+        object: "list",
+        data,
+    }
+}
+
+/// The one field routing needs; serde skips the rest without building it.
+#[derive(Deserialize)]
+struct Routing<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// The instance a request body names in `model`; 400 if the body is not a JSON object or names none.
+pub fn model_of(body: &[u8]) -> Result<String> {
+    // serde would also read a struct from an array; OpenAI bodies are objects.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Error::BadRequest(
+            "invalid request body: expected a JSON object with a 'model' field".into(),
+        ));
+    }
+    let routing: Routing = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+    match routing.model {
+        Some(model) if !model.is_empty() => Ok(model.into_owned()),
+        _ => Err(Error::BadRequest(
+            "missing model name: set 'model' to an instance name".into(),
+        )),
+    }
+}
+
+/// Sends one request to the instance its body names (starting it on demand, on behalf of `actor`)
+/// and returns the streaming answer; the instance counts as busy until the answer is sent.
+pub async fn forward(
+    supervisor: &Supervisor,
+    http: &HttpClient,
+    actor: Actor<'_>,
+    mut parts: Parts,
+    body: Bytes,
+) -> Result<Response<Body>> {
+    let model = model_of(&body)?;
+    let (port, in_flight) = supervisor
+        .acquire(&model, actor)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!("model '{model}' not found")),
+            other => other,
+        })?;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    // The body is complete already; a backend must not wait to invite it.
+    parts.headers.remove(header::EXPECT);
+    let req = Request::from_parts(parts, Body::from(body));
+    let resp = proxy::forward(http, port, &target, req).await?;
+    Ok(proxy::hold_while_sending(resp, in_flight))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_is_read_from_any_position_and_escapes_are_decoded() {
+        let body = br#"{"messages": [{"role": "user", "content": "{\"model\": \"no\"}"}], "model": "m\u002e1"}"#;
+        assert_eq!(model_of(body).unwrap(), "m.1");
+        assert_eq!(model_of(b"  {\"model\":\"a\"}\n").unwrap(), "a");
+    }
+
+    #[test]
+    fn bodies_without_a_usable_model_are_400() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"not json",
+            b"[\"m\"]",
+            b"{\"model\": \"m\"",
+            b"{\"model\": \"m\"} trailing",
+            b"{}",
+            b"{\"model\": null}",
+            b"{\"model\": \"\"}",
+            b"{\"model\": 7}",
+            b"{\"model\": \"a\", \"model\": \"b\"}",
+        ];
+        for body in cases {
+            let err = model_of(body).unwrap_err();
+            assert!(
+                matches!(err, Error::BadRequest(_)),
+                "{}: {err:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Admission at `max_running_instances`: refuse with 409, or (with `enable_lru_eviction`) stop the
+//! least recently used instance that has no request in flight.
+
+use super::{Actor, Instance, Supervisor};
+use crate::db::history::Event;
+use crate::db::instances::Desired;
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+impl Supervisor {
+    /// The limit and the active instances other than `name`, when they already fill the limit.
+    pub(super) fn over_limit(&self, name: &str) -> Option<(i64, Vec<Arc<Instance>>)> {
+        let max = self.shared.cfg.instances.max_running_instances;
+        if max < 0 {
+            return None;
+        }
+        let others: Vec<Arc<Instance>> = self
+            .read_map()
+            .values()
+            .filter(|i| i.name != name && i.snapshot().status.is_active())
+            .cloned()
+            .collect();
+        (others.len() as i64 >= max).then_some((max, others))
+    }
+
+    /// Makes room for `name` to become active; call with the gate held. Nothing to do if it is
+    /// active already or the limit is not reached; otherwise evicts, or refuses with 409.
+    pub(super) async fn make_room(&self, name: &str, actor: Actor<'_>) -> Result<()> {
+        let already_active = self
+            .read_map()
+            .get(name)
+            .is_some_and(|i| i.snapshot().status.is_active());
+        if already_active {
+            return Ok(());
+        }
+        // A loop, not one eviction: each pass re-counts, whatever changed meanwhile.
+        while let Some((max, mut active)) = self.over_limit(name) {
+            if !self.shared.cfg.instances.enable_lru_eviction {
+                return Err(Error::Conflict(format!(
+                    "maximum number of running instances ({max}) reached"
+                )));
+            }
+            active.sort_by_key(|i| i.last_used());
+            let victim = active
+                .into_iter()
+                .find(|i| i.claim_for_stop(|state, _| state.status.is_active()));
+            let Some(victim) = victim else {
+                return Err(Error::Conflict(format!(
+                    "maximum number of running instances ({max}) reached and every running \
+                     instance is serving a request"
+                )));
+            };
+            self.evict(&victim, name, max, actor).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops a claimed instance and waits until its process is gone, so the newcomer never runs
+    /// beside it (the limit is about memory).
+    async fn evict(
+        &self,
+        victim: &Instance,
+        for_name: &str,
+        max: i64,
+        actor: Actor<'_>,
+    ) -> Result<()> {
+        let idle = victim.last_used().elapsed().as_secs();
+        let detail = format!(
+            "least recently used (idle {idle} s); stopped to make room for '{for_name}' \
+             (max_running_instances: {max})"
+        );
+        tracing::info!(instance = %victim.name, %detail, "evicting");
+        self.record(&victim.name, Event::Evicted, actor, Some(&detail))
+            .await;
+        victim.stop(true).await.map_err(Error::Unavailable)?;
+        // It comes back on demand, not on the next boot: nobody asked for it to run.
+        self.shared
+            .db
+            .set_desired(&victim.name, Desired::Stopped)
+            .await
+    }
+}
