@@ -395,11 +395,11 @@ impl TestServer {
             if v["status"] == want {
                 return v;
             }
-            assert!(
-                Instant::now() < deadline,
-                "instance {name} not {want} after {timeout:?}: {code} {v}\nserver output:\n{}",
-                self.output.lock().unwrap()
-            );
+            if Instant::now() >= deadline {
+                // Copied out first: panicking while holding the lock would poison it.
+                let output = self.output.lock().map(|o| o.clone()).unwrap_or_default();
+                panic!("instance {name} not {want} after {timeout:?}: {code} {v}\nserver output:\n{output}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
