@@ -11,6 +11,7 @@ pub mod http;
 pub mod instances;
 pub mod proxy;
 pub mod supervisor;
+pub mod timestamp;
 
 pub use app::Application;
 pub use config::Config;

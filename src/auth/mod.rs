@@ -124,6 +124,7 @@ mod tests {
             require_inference_auth: true,
             management_keys: vec!["m-key".into()],
             inference_keys: vec!["i-key".into()],
+            ..AuthConfig::default()
         })
     }
 
@@ -170,6 +171,7 @@ mod tests {
             require_inference_auth: false,
             management_keys: vec![],
             inference_keys: vec![],
+            ..AuthConfig::default()
         });
         assert!(open.authorize(&HeaderMap::new(), Scope::Management).is_ok());
         assert!(!open.management_locked_out());
