@@ -50,7 +50,8 @@ async fn key_api_creates_lists_shows_and_revokes() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 
-    // Listed and shown, never with the secret or its hash.
+    // Listed and shown, never with the secret or its hash; last use shows at once, though it is
+    // written to the database only in batches.
     let (code, list) = server.call(Method::GET, "/api/v1/auth/keys", None).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -59,6 +60,8 @@ async fn key_api_creates_lists_shows_and_revokes() {
         .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(shown["id"], id.as_str());
+    assert!(shown["last_used_at"].is_i64(), "{shown}");
+    assert_eq!(created["last_used_at"], Value::Null);
     for view in [&list[0], &shown] {
         let text = view.to_string();
         assert!(view.get("key").is_none(), "{text}");
@@ -419,6 +422,10 @@ async fn a_created_secret_is_never_written_to_the_database_or_the_log() {
     // Stopping flushes last-use times and checkpoints the WAL into the main file.
     server.stop();
     look("after stop", &server);
+    // Last use was kept in memory and written on the way down.
+    let run = server.cli(&["keys", "list", "--json"]);
+    let list: Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+    assert!(list[0]["last_used_at"].is_i64(), "{run:?}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

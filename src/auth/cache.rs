@@ -5,6 +5,7 @@
 //! started before a revocation cannot insert its (now stale) result afterwards.
 
 use super::model::{KeyKind, KeyScope};
+use crate::db::keys::KeyRow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,24 +30,16 @@ pub struct CachedKey {
 }
 
 impl CachedKey {
-    /// A freshly verified key, used at `now`.
-    pub fn new(
-        id: String,
-        name: String,
-        kind: KeyKind,
-        scope: KeyScope,
-        expires_at: Option<i64>,
-        stored_last_used: Option<i64>,
-        now: i64,
-    ) -> Self {
+    /// A stored key of `kind` whose token was just verified, at `now`.
+    pub fn verified(row: KeyRow, kind: KeyKind, now: i64) -> Self {
         CachedKey {
-            id,
-            name,
+            scope: KeyScope::from_stored(row.instances.as_deref()),
+            id: row.id,
+            name: row.name,
             kind,
-            scope,
-            expires_at,
+            expires_at: row.expires_at,
             last_used: AtomicI64::new(now),
-            flushed: AtomicI64::new(stored_last_used.unwrap_or(0)),
+            flushed: AtomicI64::new(row.last_used_at.unwrap_or(0)),
         }
     }
 
@@ -151,15 +144,19 @@ mod tests {
     use super::*;
 
     fn key(id: &str, expires_at: Option<i64>) -> Arc<CachedKey> {
-        Arc::new(CachedKey::new(
-            id.into(),
-            "n".into(),
-            KeyKind::Inference,
-            KeyScope::All,
+        let row = KeyRow {
+            id: id.into(),
+            name: "n".into(),
+            kind: "inference".into(),
+            secret_hash: String::new(),
+            instances: None,
+            created_at: 0,
+            created_by: "t".into(),
             expires_at,
-            None,
-            100,
-        ))
+            last_used_at: None,
+            revoked_at: None,
+        };
+        Arc::new(CachedKey::verified(row, KeyKind::Inference, 100))
     }
 
     #[test]

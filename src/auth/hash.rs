@@ -5,7 +5,6 @@
 //! neither exhaust memory nor stall the async runtime.
 
 use crate::error::{Error, Result};
-
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::rngs::OsRng;

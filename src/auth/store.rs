@@ -7,7 +7,7 @@
 
 use super::cache::{Cache, CachedKey};
 use super::hash::Hasher;
-use super::model::{KeyInfo, KeyScope, NewKey};
+use super::model::{KeyInfo, NewKey};
 use super::token::Token;
 use crate::db::history::{Actor, Event, Subject};
 use crate::db::keys::{KeyRow, Revoked};
@@ -85,15 +85,7 @@ impl KeyStore {
         if row.expires_at.is_some_and(|at| at <= now) {
             return Err(Error::Unauthorized("API key expired".into()));
         }
-        let key = Arc::new(CachedKey::new(
-            row.id,
-            row.name,
-            parsed.kind,
-            KeyScope::from_stored(row.instances.as_deref()),
-            row.expires_at,
-            row.last_used_at,
-            now,
-        ));
+        let key = Arc::new(CachedKey::verified(row, parsed.kind, now));
         self.cache.insert(*digest, key.clone(), seen);
         Ok(key)
     }

@@ -206,8 +206,8 @@ impl Db {
         )
         .fetch_one(self.pool())
         .await?;
-        // Rows are only ever deleted oldest-first, so the ids left are contiguous and this keeps
-        // exactly `max_events` rows; the delete is a primary-key range scan.
+        // Rows are only ever deleted oldest-first, so this keeps at most (in practice exactly)
+        // `max_events` rows; the delete is a primary-key range scan, usually of one row.
         let cutoff = id - self.history_limit();
         if cutoff > 0 {
             sqlx::query!("DELETE FROM history WHERE id <= ?", cutoff)
@@ -254,5 +254,18 @@ impl Db {
         .fetch_one(self.pool())
         .await?;
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn every_event_parses_back_from_its_stored_form() {
+        for event in Event::ALL {
+            assert_eq!(Event::parse(event.as_str()), Some(*event));
+        }
+        assert_eq!(Event::parse("exploded"), None);
     }
 }
