@@ -1,6 +1,6 @@
 //! Builds the whole server from a configuration and runs it until a shutdown signal.
 
-use crate::auth::Keys;
+use crate::auth::{bootstrap, Auth};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -45,33 +45,36 @@ fn lock_data(db_path: &Path) -> Result<File> {
 
 impl Application {
     /// Opens the database, binds the listener, and restores instances that should run.
-    pub async fn build(cfg: Config) -> Result<Self> {
-        let cfg = Arc::new(cfg);
+    pub async fn build(mut cfg: Config) -> Result<Self> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let db_path = cfg.database_path();
         if let Some(parent) = db_path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         let lock = lock_data(&db_path)?;
-        let db = Db::open(&db_path).await?;
-        let keys = Keys::from_config(&cfg.auth);
-        if keys.management_locked_out() {
-            tracing::warn!(
-                "management auth is required but no management key is configured: \
-                 set auth.management_keys or LLAMACTL_MANAGEMENT_KEYS"
-            );
+        let db = Db::open(&db_path)
+            .await?
+            .with_history_limit(cfg.history.max_events);
+        let auth = Auth::new(&cfg.auth, db.clone())?;
+        // Only the digests in `auth` are needed from here on; drop the plain keys from memory.
+        cfg.auth.management_keys.clear();
+        cfg.auth.inference_keys.clear();
+        let cfg = Arc::new(cfg);
+        if let Some(token) = auth.first_boot().await? {
+            bootstrap::announce(&token);
         }
         let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
         let http_client = crate::proxy::client();
-        let supervisor = Supervisor::new(cfg.clone(), db, http_client.clone())?;
+        let supervisor = Supervisor::new(cfg.clone(), db.clone(), http_client.clone())?;
         supervisor.restore().await?;
         let state = AppState {
             cfg,
             supervisor,
-            keys: Arc::new(keys),
+            auth,
+            db,
             http: http_client,
         };
         Ok(Application {
@@ -97,6 +100,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let supervisor = self.state.supervisor.clone();
+        let auth = self.state.auth.clone();
+        let upkeep = auth.spawn_upkeep();
         let router = http::router(self.state);
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let listener = self.listener;
@@ -114,7 +119,10 @@ impl Application {
         tracing::info!("shutting down: stopping instances");
         let _ = stop_tx.send(true);
         supervisor.shutdown().await;
-        match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, server).await;
+        upkeep.abort();
+        auth.flush().await;
+        match drained {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(e.into()),
             Ok(Err(e)) => return Err(Error::Internal(format!("server task failed: {e}"))),

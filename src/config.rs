@@ -55,6 +55,8 @@ pub struct Config {
     pub instances: InstancesConfig,
     /// API key settings.
     pub auth: AuthConfig,
+    /// Audit and lifecycle history settings.
+    pub history: HistoryConfig,
 }
 
 /// HTTP listener settings.
@@ -197,6 +199,18 @@ pub struct AuthConfig {
     pub management_keys: Vec<String>,
     /// Inference keys given in the file.
     pub inference_keys: Vec<String>,
+    /// Failed authentications a client (by IP) may make in a row before it gets 429.
+    pub failed_auth_burst: u32,
+    /// Seconds after which a limited client earns one more attempt.
+    pub failed_auth_period: u64,
+}
+
+/// Audit and lifecycle history settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Most events kept; the oldest are deleted beyond it.
+    pub max_events: u64,
 }
 
 impl Default for Config {
@@ -208,6 +222,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             instances: InstancesConfig::default(),
             auth: AuthConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -258,6 +273,16 @@ impl Default for AuthConfig {
             require_inference_auth: true,
             management_keys: Vec::new(),
             inference_keys: Vec::new(),
+            failed_auth_burst: 10,
+            failed_auth_period: 6,
+        }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            max_events: 100_000,
         }
     }
 }
@@ -407,6 +432,15 @@ const ENV_VARS: &[(&str, Setter)] = &[
         c.auth.inference_keys = split_list(v);
         Ok(())
     }),
+    ("LLAMACTL_FAILED_AUTH_BURST", |c, v| {
+        parse_into(v, &mut c.auth.failed_auth_burst)
+    }),
+    ("LLAMACTL_FAILED_AUTH_PERIOD", |c, v| {
+        parse_into(v, &mut c.auth.failed_auth_period)
+    }),
+    ("LLAMACTL_HISTORY_MAX_EVENTS", |c, v| {
+        parse_into(v, &mut c.history.max_events)
+    }),
 ];
 
 /// Applies every `LLAMACTL_*` variable that is set.
@@ -487,6 +521,18 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "{key} must be -1 (no limit) or a positive number, not {value}"
                 )));
+            }
+        }
+        for (key, value) in [
+            (
+                "auth.failed_auth_burst",
+                u64::from(self.auth.failed_auth_burst),
+            ),
+            ("auth.failed_auth_period", self.auth.failed_auth_period),
+            ("history.max_events", self.history.max_events),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
             }
         }
         Ok(())
@@ -668,5 +714,34 @@ mod tests {
         assert_eq!(c.instances.port_range, [8100, 8200]);
         c.instances.max_running_instances = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn auth_and_history_limits_have_defaults_env_overrides_and_bounds() {
+        let c = Config::default();
+        assert_eq!(c.auth.failed_auth_burst, 10);
+        assert_eq!(c.auth.failed_auth_period, 6);
+        assert_eq!(c.history.max_events, 100_000);
+        let mut c = parse_str("history:\n  max_events: 50\n").unwrap();
+        assert_eq!(c.history.max_events, 50);
+        apply_env(
+            &mut c,
+            &env_of(&[
+                ("LLAMACTL_FAILED_AUTH_BURST", "3"),
+                ("LLAMACTL_FAILED_AUTH_PERIOD", "60"),
+                ("LLAMACTL_HISTORY_MAX_EVENTS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.failed_auth_burst, 3);
+        assert_eq!(c.auth.failed_auth_period, 60);
+        assert_eq!(c.history.max_events, 7);
+        for yaml in [
+            "auth:\n  failed_auth_burst: 0\n",
+            "auth:\n  failed_auth_period: 0\n",
+            "history:\n  max_events: 0\n",
+        ] {
+            assert!(parse_str(yaml).unwrap().validate().is_err(), "{yaml}");
+        }
     }
 }

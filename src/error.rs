@@ -1,7 +1,7 @@
 //! The one error type of the crate, and how it maps onto the API's status codes and `{"error": "..."}` body.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -35,9 +35,14 @@ pub enum Error {
     /// Body with the wrong content type (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// Too many failed attempts (429).
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// Too many failed attempts (429); the client may try again after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What the client sees.
+        message: String,
+        /// Seconds until the next attempt is allowed, sent as `Retry-After`.
+        retry_after: u64,
+    },
     /// The backend could not be reached or answered garbage (502).
     #[error("{0}")]
     BadGateway(String),
@@ -73,7 +78,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Failed(_)
@@ -101,11 +106,13 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (
-            status,
-            axum::Json(json!({ "error": self.public_message() })),
-        )
-            .into_response()
+        let body = axum::Json(json!({ "error": self.public_message() }));
+        match self {
+            Error::TooManyRequests { retry_after, .. } => {
+                (status, [(header::RETRY_AFTER, retry_after)], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
     }
 }
 
@@ -155,6 +162,17 @@ mod tests {
         let err = Error::Internal("secret path /etc/x".into());
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(err.public_message(), "internal server error");
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let response = Error::TooManyRequests {
+            message: "slow down".into(),
+            retry_after: 7,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 
     #[test]

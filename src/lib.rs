@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod backends;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod instances;
 pub mod openai;
 pub mod proxy;
 pub mod supervisor;
+pub mod timestamp;
 
 pub use app::Application;
 pub use config::Config;

@@ -1,20 +1,8 @@
-//! The `llamactl` binary: reads the configuration, installs logging, runs the server.
+//! The `llamactl` binary: reads the configuration, installs logging, then serves or runs a command.
 
 use clap::Parser;
-use std::path::PathBuf;
+use llamactl::cli::{Cli, Command};
 use std::process::ExitCode;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "llamactl",
-    version,
-    about = "Runs many local llama-server instances behind one API"
-)]
-struct Cli {
-    /// Configuration file (else LLAMACTL_CONFIG_PATH, else the usual places).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,13 +28,20 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match &loaded.file {
-            Some(file) => tracing::info!(file = %file.display(), "configuration loaded"),
-            None => tracing::info!("no configuration file found; using defaults"),
+        match cli.command {
+            Some(Command::Keys(cmd)) => {
+                llamactl::cli::keys::run(cmd, &loaded.config, &mut std::io::stdout()).await
+            }
+            None => {
+                match &loaded.file {
+                    Some(file) => tracing::info!(file = %file.display(), "configuration loaded"),
+                    None => tracing::info!("no configuration file found; using defaults"),
+                }
+                let app = llamactl::Application::build(loaded.config).await?;
+                tracing::info!("llamactl listening on http://{}", app.local_addr()?);
+                app.run_until(llamactl::app::shutdown_signal()).await
+            }
         }
-        let app = llamactl::Application::build(loaded.config).await?;
-        tracing::info!("llamactl listening on http://{}", app.local_addr()?);
-        app.run_until(llamactl::app::shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

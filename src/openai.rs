@@ -4,9 +4,10 @@
 //! The body is forwarded byte for byte: only `model` is parsed out of it, so nothing a backend
 //! understands (and we do not) is lost or reordered. The answer streams back as it comes.
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::proxy::{self, HttpClient};
-use crate::supervisor::{Actor, Supervisor};
+use crate::supervisor::Supervisor;
 use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{header, Request, Response};
@@ -38,10 +39,11 @@ pub struct Model {
     pub owned_by: &'static str,
 }
 
-/// Every instance as a model.
-pub fn models(supervisor: &Supervisor) -> ModelList {
-    let data = supervisor
-        .list()
+/// Every instance the caller may use, as a model.
+pub fn models(supervisor: &Supervisor, caller: &Caller) -> ModelList {
+    let mut instances = supervisor.list();
+    caller.retain_allowed(&mut instances, |inst| &inst.name);
+    let data = instances
         .into_iter()
         .map(|inst| Model {
             id: inst.name,
@@ -81,23 +83,26 @@ pub fn model_of(body: &[u8]) -> Result<String> {
     }
 }
 
-/// Sends one request to the instance its body names (starting it on demand, on behalf of `actor`)
+/// Sends one request to the instance its body names (starting it on demand, on behalf of `caller`)
 /// and returns the streaming answer; the instance counts as busy until the answer is sent.
+/// A key limited to other instances gets 403 before anything is looked up.
 pub async fn forward(
     supervisor: &Supervisor,
     http: &HttpClient,
-    actor: Actor<'_>,
+    caller: &Caller,
     mut parts: Parts,
     body: Bytes,
 ) -> Result<Response<Body>> {
     let model = model_of(&body)?;
-    let (port, in_flight) = supervisor
-        .acquire(&model, actor)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::NotFound(format!("model '{model}' not found")),
-            other => other,
-        })?;
+    caller.ensure_instance(&model)?;
+    let (port, in_flight) =
+        supervisor
+            .acquire(&model, &caller.actor)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::NotFound(format!("model '{model}' not found")),
+                other => other,
+            })?;
     let target = parts
         .uri
         .path_and_query()

@@ -259,7 +259,7 @@ async fn concurrent_cold_requests_share_one_start() {
         json!({"model": "/m.gguf", "fake_ready_delay_ms": 800}),
     )
     .await;
-    let before = server.history("cold").await;
+    let before = server.instance_history("cold").await;
 
     let requests = (0..8).map(|_| server.chat("cold", json!({})));
     let answers = futures_util::future::join_all(requests).await;
@@ -268,7 +268,7 @@ async fn concurrent_cold_requests_share_one_start() {
         assert_eq!(*code, StatusCode::OK, "{answer}");
         assert_eq!(answer["object"], "chat.completion");
     }
-    let after = server.history("cold").await;
+    let after = server.instance_history("cold").await;
     let new = &after[before.len()..];
     assert_eq!(count(new, "start_requested"), 1, "{new:#?}");
     assert_eq!(count(new, "ready"), 1, "{new:#?}");

@@ -1,7 +1,10 @@
-//! The `history` table: one row per lifecycle or management event, kept after the instance is gone.
+//! The `history` table: one row per lifecycle or management event, kept after the instance (or key)
+//! is gone, and bounded in size by `history.max_events`.
 
 use super::Db;
 use crate::error::Result;
+use std::fmt;
+use std::net::IpAddr;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +35,32 @@ pub enum Event {
     Evicted,
     /// Stopped because nobody used it for its `idle_timeout`.
     IdleStopped,
+    /// An API key was created.
+    KeyCreated,
+    /// An API key was revoked.
+    KeyRevoked,
 }
 
 impl Event {
+    /// Every event, for validating filters. Keep in step with [`Event::as_str`].
+    pub const ALL: &'static [Event] = &[
+        Event::Created,
+        Event::Updated,
+        Event::Deleted,
+        Event::StartRequested,
+        Event::Ready,
+        Event::StopRequested,
+        Event::Stopped,
+        Event::Crashed,
+        Event::Restarted,
+        Event::Failed,
+        Event::OrphanKilled,
+        Event::Evicted,
+        Event::IdleStopped,
+        Event::KeyCreated,
+        Event::KeyRevoked,
+    ];
+
     /// The stored form.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +77,49 @@ impl Event {
             Event::OrphanKilled => "orphan_killed",
             Event::Evicted => "evicted",
             Event::IdleStopped => "idle_stopped",
+            Event::KeyCreated => "key_created",
+            Event::KeyRevoked => "key_revoked",
+        }
+    }
+
+    /// The event with this stored form.
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.iter().copied().find(|e| e.as_str() == s)
+    }
+}
+
+/// Who caused an event: an API key (id and name), a config-file key, the CLI, or the server itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Printable, non-secret name: the key's name, `config-management-key`, `cli:<user>`, `system`.
+    pub name: String,
+    /// The id of the stored API key that acted, if one did.
+    pub key_id: Option<String>,
+    /// The address the request came from, if it came over HTTP.
+    pub addr: Option<IpAddr>,
+}
+
+impl Actor {
+    /// The server itself (restore on boot, crashes, restarts).
+    pub fn system() -> Self {
+        Actor::named("system")
+    }
+
+    /// An actor known only by name.
+    pub fn named(name: &str) -> Self {
+        Actor {
+            name: name.to_string(),
+            key_id: None,
+            addr: None,
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key_id {
+            Some(id) => write!(f, "{} ({id})", self.name),
+            None => f.write_str(&self.name),
         }
     }
 }
@@ -58,54 +127,153 @@ impl Event {
 /// One stored event.
 #[derive(Debug, Clone)]
 pub struct HistoryRow {
-    /// Row id, increasing.
+    /// Row id, increasing; also the pagination cursor.
     pub id: i64,
     /// Unix milliseconds.
     pub at_ms: i64,
     /// The instance concerned.
     pub instance: Option<String>,
+    /// The API key concerned (created, revoked).
+    pub key_id: Option<String>,
     /// What happened.
     pub event: String,
     /// Who caused it.
     pub actor: String,
+    /// The API key that caused it.
+    pub actor_key_id: Option<String>,
+    /// The address the request came from.
+    pub client_addr: Option<String>,
     /// More about it.
     pub detail: Option<String>,
 }
 
+/// Which events to read: every field narrows the result; `before_id` pages backwards.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// Only this instance.
+    pub instance: Option<String>,
+    /// Only events by or about this API key.
+    pub key: Option<String>,
+    /// Only this event.
+    pub event: Option<Event>,
+    /// At or after this Unix millisecond.
+    pub since_ms: Option<i64>,
+    /// At or before this Unix millisecond.
+    pub until_ms: Option<i64>,
+    /// Only rows older than this id (the previous page's cursor).
+    pub before_id: Option<i64>,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    /// The instance concerned.
+    pub instance: Option<&'a str>,
+    /// The API key concerned.
+    pub key_id: Option<&'a str>,
+}
+
 impl Db {
-    /// Appends one event.
+    /// Appends one event about an instance.
     pub async fn record(
         &self,
         instance: Option<&str>,
         event: Event,
-        actor: &str,
+        actor: &Actor,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let subject = Subject {
+            instance,
+            key_id: None,
+        };
+        self.record_event(subject, event, actor, detail).await
+    }
+
+    /// Appends one event, then drops the oldest beyond the retention bound.
+    pub async fn record_event(
+        &self,
+        subject: Subject<'_>,
+        event: Event,
+        actor: &Actor,
         detail: Option<&str>,
     ) -> Result<()> {
         let at_ms = chrono::Utc::now().timestamp_millis();
         let event = event.as_str();
-        sqlx::query!(
-            "INSERT INTO history (at_ms, instance, event, actor, detail) VALUES (?, ?, ?, ?, ?)",
+        let addr = actor.addr.map(|a| a.to_string());
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO history (at_ms, instance, key_id, event, actor, actor_key_id, client_addr, detail)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id as "id!""#,
             at_ms,
-            instance,
+            subject.instance,
+            subject.key_id,
             event,
-            actor,
+            actor.name,
+            actor.key_id,
+            addr,
             detail
         )
-        .execute(self.pool())
+        .fetch_one(self.pool())
         .await?;
+        // Rows are only ever deleted oldest-first, so this keeps at most (in practice exactly)
+        // `max_events` rows; the delete is a primary-key range scan, usually of one row.
+        let cutoff = id - self.history_limit();
+        if cutoff > 0 {
+            sqlx::query!("DELETE FROM history WHERE id <= ?", cutoff)
+                .execute(self.pool())
+                .await?;
+        }
         Ok(())
     }
 
-    /// The events of one instance, oldest first.
-    pub async fn instance_history(&self, instance: &str) -> Result<Vec<HistoryRow>> {
+    /// Events matching `filter`, newest first, at most `limit`.
+    pub async fn history(&self, filter: &HistoryFilter, limit: i64) -> Result<Vec<HistoryRow>> {
+        let event = filter.event.map(Event::as_str);
         let rows = sqlx::query_as!(
             HistoryRow,
-            r#"SELECT id as "id!", at_ms, instance, event, actor, detail
-               FROM history WHERE instance = ? ORDER BY id"#,
-            instance
+            r#"SELECT id as "id!", at_ms, instance, key_id, event, actor, actor_key_id, client_addr, detail
+               FROM history
+               WHERE (?1 IS NULL OR instance = ?1)
+                 AND (?2 IS NULL OR key_id = ?2 OR actor_key_id = ?2)
+                 AND (?3 IS NULL OR event = ?3)
+                 AND (?4 IS NULL OR at_ms >= ?4)
+                 AND (?5 IS NULL OR at_ms <= ?5)
+                 AND (?6 IS NULL OR id < ?6)
+               ORDER BY id DESC
+               LIMIT ?7"#,
+            filter.instance,
+            filter.key,
+            event,
+            filter.since_ms,
+            filter.until_ms,
+            filter.before_id,
+            limit
         )
         .fetch_all(self.pool())
         .await?;
         Ok(rows)
+    }
+
+    /// True if any event was ever recorded for this instance (it may be deleted since).
+    pub async fn has_history(&self, instance: &str) -> Result<bool> {
+        let found = sqlx::query_scalar!(
+            r#"SELECT EXISTS(SELECT 1 FROM history WHERE instance = ?) as "found!: bool""#,
+            instance
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn every_event_parses_back_from_its_stored_form() {
+        for event in Event::ALL {
+            assert_eq!(Event::parse(event.as_str()), Some(*event));
+        }
+        assert_eq!(Event::parse("exploded"), None);
     }
 }

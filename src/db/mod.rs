@@ -2,6 +2,7 @@
 
 pub mod history;
 pub mod instances;
+pub mod keys;
 
 use crate::error::Result;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,7 +14,11 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: SqlitePool,
+    history_limit: i64,
 }
+
+/// History kept when nobody says otherwise (`history.max_events`).
+const DEFAULT_HISTORY_LIMIT: i64 = 100_000;
 
 impl Db {
     /// Opens (creating if needed) the SQLite file and brings its schema up to date.
@@ -35,7 +40,20 @@ impl Db {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            history_limit: DEFAULT_HISTORY_LIMIT,
+        })
+    }
+
+    /// The same database, keeping at most `max_events` history rows.
+    pub fn with_history_limit(mut self, max_events: u64) -> Self {
+        self.history_limit = i64::try_from(max_events).unwrap_or(i64::MAX).max(1);
+        self
+    }
+
+    fn history_limit(&self) -> i64 {
+        self.history_limit
     }
 
     /// The pool, for the query modules.

@@ -2,13 +2,16 @@
 
 mod extract;
 mod guard;
+mod history;
 mod instances;
+mod keys;
 mod openai;
 mod proxy;
 mod system;
 
-use crate::auth::Keys;
+use crate::auth::Auth;
 use crate::config::Config;
+use crate::db::Db;
 use crate::error::Error;
 use crate::proxy::HttpClient;
 use crate::supervisor::Supervisor;
@@ -29,8 +32,10 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     /// Instances and their processes.
     pub supervisor: Supervisor,
-    /// API keys.
-    pub keys: Arc<Keys>,
+    /// API keys and who may call what.
+    pub auth: Auth,
+    /// The database, for reading history.
+    pub db: Db,
     /// Pooled client for backends.
     pub http: HttpClient,
 }
@@ -54,6 +59,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/instances/{name}/stop", post(instances::stop))
         .route("/api/v1/instances/{name}/restart", post(instances::restart))
         .route("/api/v1/instances/{name}/logs", get(instances::logs))
+        .route("/api/v1/instances/{name}/history", get(history::instance))
+        .route("/api/v1/history", get(history::all))
+        .route("/api/v1/auth/keys", get(keys::list).post(keys::create))
+        .route(
+            "/api/v1/auth/keys/{id}",
+            get(keys::get).delete(keys::revoke),
+        )
         .layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -11,9 +11,12 @@ use axum::http::request::Parts;
 use axum::http::Response;
 use axum::Extension;
 
-/// `GET /v1/models`.
-pub async fn models(State(state): State<AppState>) -> axum::Json<ModelList> {
-    axum::Json(openai::models(&state.supervisor))
+/// `GET /v1/models`: the instances this key may use.
+pub async fn models(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> axum::Json<ModelList> {
+    axum::Json(openai::models(&state.supervisor, &caller))
 }
 
 /// `POST /v1/*`: forwarded to the instance named by `model`, started on demand.
@@ -23,5 +26,5 @@ pub async fn forward(
     parts: Parts,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response<Body>> {
-    openai::forward(&state.supervisor, &state.http, &caller.actor, parts, body?).await
+    openai::forward(&state.supervisor, &state.http, &caller, parts, body?).await
 }

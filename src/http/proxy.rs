@@ -1,17 +1,24 @@
 //! `/api/v1/instances/{name}/proxy/*`: the request, minus that prefix, to the instance's backend.
 
 use super::AppState;
+use crate::auth::Caller;
 use crate::error::Result;
 use crate::instances::name;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Response;
+use axum::Extension;
 
-/// Forwards to the running instance; 503 if it is not running. The request counts as in flight
-/// (no eviction, no idle stop) until its answer has been sent.
-pub async fn forward(State(state): State<AppState>, req: Request) -> Result<Response<Body>> {
+/// Forwards to the running instance; 403 outside the key's instances, 503 if it is not running.
+/// The request counts as in flight (no eviction, no idle stop) until its answer has been sent.
+pub async fn forward(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Result<Response<Body>> {
     let (instance, rest) = split_path(req.uri().path());
     name::validate(instance)?;
+    caller.ensure_instance(instance)?;
     let (port, in_flight) = state.supervisor.use_running(instance)?;
     let mut target = rest.to_string();
     if let Some(query) = req.uri().query() {

@@ -7,7 +7,7 @@ use super::spawner::SpawnSpec;
 use super::state::Status;
 use super::{health, logs, process, Shared};
 use crate::backends::llama_cpp;
-use crate::db::history::Event;
+use crate::db::history::{self, Event};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,7 +132,12 @@ impl Actor {
         if let Err(e) = self
             .shared
             .db
-            .record(Some(&self.inst.name), event, "system", detail)
+            .record(
+                Some(&self.inst.name),
+                event,
+                &history::Actor::system(),
+                detail,
+            )
             .await
         {
             tracing::error!(instance = %self.inst.name, error = %e, "could not record history");

@@ -25,7 +25,7 @@ impl Supervisor {
 
     /// Makes room for `name` to become active; call with the gate held. Nothing to do if it is
     /// active already or the limit is not reached; otherwise evicts, or refuses with 409.
-    pub(super) async fn make_room(&self, name: &str, actor: Actor<'_>) -> Result<()> {
+    pub(super) async fn make_room(&self, name: &str, actor: &Actor) -> Result<()> {
         let already_active = self
             .read_map()
             .get(name)
@@ -62,7 +62,7 @@ impl Supervisor {
         victim: &Instance,
         for_name: &str,
         max: i64,
-        actor: Actor<'_>,
+        actor: &Actor,
     ) -> Result<()> {
         let idle = victim.last_used().elapsed().as_secs();
         let detail = format!(

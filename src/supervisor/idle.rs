@@ -4,7 +4,7 @@
 //! polling on a fixed interval: stops happen on time even for short timeouts, and nothing wakes up
 //! when no instance has one. It is woken early when an instance becomes ready or is redefined.
 
-use super::{Instance, Status, Supervisor};
+use super::{Actor, Instance, Status, Supervisor};
 use crate::db::history::Event;
 use crate::db::instances::Desired;
 use std::sync::Arc;
@@ -65,8 +65,13 @@ impl Supervisor {
                 .idle_timeout
         );
         tracing::info!(instance = %inst.name, %detail, "stopping idle instance");
-        self.record(&inst.name, Event::IdleStopped, "system", Some(&detail))
-            .await;
+        self.record(
+            &inst.name,
+            Event::IdleStopped,
+            &Actor::system(),
+            Some(&detail),
+        )
+        .await;
         // Sent with the gate held, so no start overtakes it; the actor halts before anything else.
         if let Err(e) = inst.stop(false).await {
             tracing::warn!(instance = %inst.name, error = %e, "idle stop not delivered");

@@ -25,6 +25,7 @@ pub use state::{RuntimeState, Status};
 pub use usage::InFlight;
 
 use crate::config::Config;
+pub use crate::db::history::Actor;
 use crate::db::history::Event;
 use crate::db::instances::{Desired, InstanceRow};
 use crate::db::Db;
@@ -107,9 +108,6 @@ pub struct Supervisor {
     idle_task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-/// Who caused a change, for the history.
-pub type Actor<'a> = &'a str;
-
 impl Supervisor {
     /// A supervisor with no instances loaded yet; call [`Supervisor::restore`] next.
     pub fn new(cfg: Arc<Config>, db: Db, http: HttpClient) -> Result<Self> {
@@ -161,7 +159,7 @@ impl Supervisor {
             self.record(
                 &inst.name,
                 Event::StartRequested,
-                "system",
+                &Actor::system(),
                 Some("restore on boot"),
             )
             .await;
@@ -180,8 +178,13 @@ impl Supervisor {
         if process::end_orphan(mark, &self.shared.boot_id, actor::STOP_GRACE).await {
             tracing::warn!(instance = %row.name, pid = mark.pid, "ended a backend left by a previous server");
             let detail = format!("pid {}", mark.pid);
-            self.record(&row.name, Event::OrphanKilled, "system", Some(&detail))
-                .await;
+            self.record(
+                &row.name,
+                Event::OrphanKilled,
+                &Actor::system(),
+                Some(&detail),
+            )
+            .await;
         }
         self.shared.db.set_process(&row.name, None).await
     }
@@ -203,7 +206,7 @@ impl Supervisor {
         self.instances.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn record(&self, instance: &str, event: Event, actor: Actor<'_>, detail: Option<&str>) {
+    async fn record(&self, instance: &str, event: Event, actor: &Actor, detail: Option<&str>) {
         if let Err(e) = self
             .shared
             .db
@@ -259,7 +262,7 @@ impl Supervisor {
         &self,
         name: &str,
         body: serde_json::Map<String, serde_json::Value>,
-        actor: Actor<'_>,
+        actor: &Actor,
     ) -> Result<InstanceView> {
         name::validate(name)?;
         let spec = SpecPatch::from_body(body)?.into_new_spec();
@@ -297,7 +300,7 @@ impl Supervisor {
         &self,
         name: &str,
         body: serde_json::Map<String, serde_json::Value>,
-        actor: Actor<'_>,
+        actor: &Actor,
     ) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let patch = SpecPatch::from_body(body)?;
@@ -331,7 +334,7 @@ impl Supervisor {
     }
 
     /// Stops an instance, then removes its definition and logs.
-    pub async fn delete(&self, name: &str, actor: Actor<'_>) -> Result<()> {
+    pub async fn delete(&self, name: &str, actor: &Actor) -> Result<()> {
         let _guard = self.gate.lock().await;
         let inst = self.instance(name)?;
         inst.stop(true).await.map_err(Error::Unavailable)?;
@@ -344,7 +347,7 @@ impl Supervisor {
     }
 
     /// Marks an instance to run and starts it.
-    pub async fn start(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
+    pub async fn start(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
         self.make_room(name, actor).await?;
@@ -357,7 +360,7 @@ impl Supervisor {
     }
 
     /// Marks an instance to stay stopped and stops it.
-    pub async fn stop(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
+    pub async fn stop(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         self.shared.db.set_desired(name, Desired::Stopped).await?;
         self.record(name, Event::StopRequested, actor, None).await;
@@ -366,7 +369,7 @@ impl Supervisor {
     }
 
     /// Stops and starts an instance.
-    pub async fn restart(&self, name: &str, actor: Actor<'_>) -> Result<InstanceView> {
+    pub async fn restart(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
         self.make_room(name, actor).await?;

@@ -31,7 +31,7 @@ impl Supervisor {
     /// The port of `name` for one inference request, held in use until the guard drops. A stopped
     /// or failed instance with `on_demand_start` is started (by `actor`) and waited for, up to
     /// `on_demand_start_timeout`.
-    pub async fn acquire(&self, name: &str, actor: Actor<'_>) -> Result<(u16, InFlight)> {
+    pub async fn acquire(&self, name: &str, actor: &Actor) -> Result<(u16, InFlight)> {
         let inst = self.instance(name)?;
         let guard = inst.begin_use();
         let secs = self.shared.cfg.instances.on_demand_start_timeout;
@@ -45,7 +45,7 @@ impl Supervisor {
     }
 
     /// Waits until `inst` runs, starting it (once, shared) if it is cold; its port.
-    async fn ready_port(&self, inst: &Arc<Instance>, actor: Actor<'_>) -> Result<u16> {
+    async fn ready_port(&self, inst: &Arc<Instance>, actor: &Actor) -> Result<u16> {
         let mut rx = inst.subscribe();
         // True once this request has seen or made a start: its outcome is then the answer.
         let mut joined = false;
@@ -100,7 +100,7 @@ impl Supervisor {
         &self,
         inst: &Arc<Instance>,
         seen_starts: u64,
-        actor: Actor<'_>,
+        actor: &Actor,
     ) -> Result<()> {
         let _guard = self.gate.lock().await;
         let current = self.instance(&inst.name)?;

@@ -349,27 +349,38 @@ impl TestServer {
         (status, value)
     }
 
-    /// The lifecycle history of one instance, oldest first, read from the server's database.
-    pub async fn history(&self, name: &str) -> Vec<HistoryEntry> {
-        let db = llamactl::db::Db::open(&self.data_dir.join("llamactl.db"))
-            .await
-            .expect("open the server's database");
-        let rows = db.instance_history(name).await.expect("read history");
-        db.pool().close().await;
-        rows.into_iter()
-            .map(|r| HistoryEntry {
-                event: r.event,
-                actor: r.actor,
-                detail: r.detail.unwrap_or_default(),
+    /// The lifecycle history of one instance, oldest first, from `GET /api/v1/instances/{name}/history`.
+    pub async fn instance_history(&self, name: &str) -> Vec<HistoryEntry> {
+        let (code, page) = self
+            .call(
+                Method::GET,
+                &format!("/api/v1/instances/{name}/history?limit=1000"),
+                None,
+            )
+            .await;
+        if code == StatusCode::NOT_FOUND {
+            return Vec::new(); // no event yet
+        }
+        assert_eq!(code, StatusCode::OK, "history of {name}: {page}");
+        let mut entries: Vec<HistoryEntry> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| HistoryEntry {
+                event: e["event"].as_str().unwrap_or_default().to_string(),
+                actor: e["actor"].as_str().unwrap_or_default().to_string(),
+                detail: e["detail"].as_str().unwrap_or_default().to_string(),
             })
-            .collect()
+            .collect();
+        entries.reverse(); // the API pages newest first
+        entries
     }
 
     /// Polls until the instance's history has an `event`, failing after `timeout`; returns it.
     pub async fn wait_event(&self, name: &str, event: &str, timeout: Duration) -> HistoryEntry {
         let deadline = Instant::now() + timeout;
         loop {
-            let history = self.history(name).await;
+            let history = self.instance_history(name).await;
             if let Some(found) = history.iter().rev().find(|h| h.event == event) {
                 return found.clone();
             }
@@ -520,4 +531,108 @@ pub fn real_backend() -> RealBackend {
         backend.model
     );
     backend
+}
+
+// --- API keys, history and the CLI (issue 4) ---
+
+impl Options {
+    /// Adds an environment variable for the server (e.g. `LLAMACTL_MANAGEMENT_KEYS=""`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// What `llamactl keys ...` printed, and whether it succeeded.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Exit status was 0.
+    pub ok: bool,
+    /// Exit code.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl TestServer {
+    /// Everything the server wrote to stderr so far.
+    pub fn output_text(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// The SQLite file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("llamactl.db")
+    }
+
+    /// Sends a request with the given key (or none) and returns the raw response.
+    pub async fn raw(&self, key: Option<&str>, method: Method, path: &str) -> reqwest::Response {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// `POST /api/v1/auth/keys` with the admin key.
+    pub async fn create_key(&self, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, "/api/v1/auth/keys", Some(body))
+            .await
+    }
+
+    /// Creates a key that must succeed; returns (token, id).
+    pub async fn new_key(&self, body: Value) -> (String, String) {
+        let (code, v) = self.create_key(body).await;
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+        (
+            v["key"].as_str().expect("key").to_string(),
+            v["id"].as_str().expect("id").to_string(),
+        )
+    }
+
+    /// `GET /api/v1/history?<query>` with the admin key.
+    pub async fn history(&self, query: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, &format!("/api/v1/history?{query}"), None)
+            .await
+    }
+
+    /// Runs `llamactl --config <this server's config> <args>`.
+    pub fn cli(&self, args: &[&str]) -> CliRun {
+        let out = Command::new(env!("CARGO_BIN_EXE_llamactl"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .envs(self.opts.env.iter().cloned())
+            .output()
+            .expect("run llamactl");
+        CliRun {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Stops the server (SIGTERM) and keeps the data dir for a later [`TestServer::restart`].
+    pub fn stop(&mut self) {
+        if self.child.is_some() {
+            self.signal_and_wait(libc::SIGTERM);
+        }
+    }
+}
+
+/// Polls an async condition until it holds, failing with `what` after `timeout`.
+pub async fn eventually_async<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

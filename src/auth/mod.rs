@@ -1,0 +1,351 @@
+//! API keys: who may call what.
+//!
+//! - `token`: the key format and where a request carries it;
+//! - `hash`: argon2id (stored) and SHA-256 (cache, config keys);
+//! - `config_keys`: keys from the configuration file;
+//! - `cache` and `store`: keys stored in SQLite and the cache of verified ones;
+//! - `limit`: the per-client budget of failed attempts;
+//! - `caller`: the authenticated caller handed to handlers;
+//! - `bootstrap`: the first management key.
+
+pub mod bootstrap;
+pub mod cache;
+pub mod caller;
+pub mod config_keys;
+pub mod hash;
+pub mod limit;
+pub mod model;
+pub mod store;
+pub mod token;
+
+pub use caller::Caller;
+pub use model::{KeyKind, KeyScope};
+pub use store::KeyStore;
+
+use crate::config::AuthConfig;
+use crate::db::history::Actor;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use axum::body::Body;
+use axum::http::{HeaderMap, Response};
+use config_keys::ConfigKeys;
+use limit::FailureLimiter;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use token::Token;
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The `/api/v1` management API.
+    Management,
+    /// Inference: `/v1` and the instance proxy.
+    Inference,
+}
+
+/// How often cached keys are checked for revocation by another process (the CLI).
+pub const REVOCATION_SYNC: Duration = Duration::from_secs(2);
+
+/// How often last-use times are written to the database.
+const USAGE_FLUSH: Duration = Duration::from_secs(30);
+
+/// Authentication for the HTTP layer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    require_management: bool,
+    require_inference: bool,
+    config_keys: ConfigKeys,
+    store: KeyStore,
+    limiter: FailureLimiter,
+}
+
+impl Auth {
+    /// Authentication by the keys in `cfg` and in `db`.
+    pub fn new(cfg: &AuthConfig, db: Db) -> Result<Self> {
+        let limiter = FailureLimiter::new(
+            cfg.failed_auth_burst,
+            Duration::from_secs(cfg.failed_auth_period),
+        )?;
+        Ok(Auth {
+            inner: Arc::new(Inner {
+                require_management: cfg.require_management_auth,
+                require_inference: cfg.require_inference_auth,
+                config_keys: ConfigKeys::from_config(cfg),
+                store: KeyStore::new(db),
+                limiter,
+            }),
+        })
+    }
+
+    /// The stored keys.
+    pub fn keys(&self) -> &KeyStore {
+        &self.inner.store
+    }
+
+    /// On first boot, creates a management key if auth needs one and none exists; returns it.
+    pub async fn first_boot(&self) -> Result<Option<Token>> {
+        bootstrap::first_management_key(
+            &self.inner.store,
+            self.inner.config_keys.has_management(),
+            self.inner.require_management,
+        )
+        .await
+    }
+
+    /// Decides whether a request with these headers, from `addr`, may use `scope`.
+    /// Missing, wrong, expired or revoked key: 401; a key of the wrong kind: 403.
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+        addr: Option<IpAddr>,
+    ) -> Result<Caller> {
+        let required = match scope {
+            Scope::Management => self.inner.require_management,
+            Scope::Inference => self.inner.require_inference,
+        };
+        if !required {
+            return Ok(Caller::anonymous(addr));
+        }
+        let token = token::presented_key(headers)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized("missing API key (use 'Authorization: Bearer <key>')".into())
+            })?;
+        let digest = hash::digest(token);
+        if let Some(kind) = self.inner.config_keys.find(&digest) {
+            let actor = Actor {
+                addr,
+                ..Actor::named(match kind {
+                    KeyKind::Management => "config-management-key",
+                    KeyKind::Inference => "config-inference-key",
+                })
+            };
+            permit(kind, scope)?;
+            return Ok(Caller::unrestricted(actor));
+        }
+        let key = self.inner.store.authenticate(token, &digest).await?;
+        permit(key.kind, scope)?;
+        let actor = Actor {
+            name: key.name.clone(),
+            key_id: Some(key.id.clone()),
+            addr,
+        };
+        Ok(Caller::scoped(actor, key.scope.clone()))
+    }
+
+    /// The answer to a request refused with 401: the same 401 while the client's failure budget
+    /// lasts, then 429 with `Retry-After`.
+    pub async fn refuse(&self, addr: Option<IpAddr>, reason: String) -> Response<Body> {
+        self.inner.limiter.refuse(addr, reason).await
+    }
+
+    /// Background upkeep: evicts keys revoked elsewhere, writes last-use times, trims the limiter.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let auth = self.clone();
+        tokio::spawn(async move {
+            let mut sync = tokio::time::interval(REVOCATION_SYNC);
+            let mut flush = tokio::time::interval(USAGE_FLUSH);
+            loop {
+                tokio::select! {
+                    _ = sync.tick() => {
+                        if let Err(e) = auth.inner.store.sync_revocations().await {
+                            tracing::warn!(error = %e, "could not check keys for revocation");
+                        }
+                    }
+                    _ = flush.tick() => {
+                        auth.flush().await;
+                        auth.inner.limiter.forget_recovered();
+                    }
+                }
+            }
+        })
+    }
+
+    /// Writes pending last-use times (also on shutdown).
+    pub async fn flush(&self) {
+        if let Err(e) = self.inner.store.flush_usage().await {
+            tracing::warn!(error = %e, "could not record when keys were last used");
+        }
+    }
+}
+
+/// A management key may do anything; an inference key only inference.
+fn permit(kind: KeyKind, scope: Scope) -> Result<()> {
+    match (kind, scope) {
+        (KeyKind::Inference, Scope::Management) => Err(Error::Forbidden(
+            "an inference key cannot use the management API".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{header, HeaderValue};
+
+    async fn auth(require: bool) -> (Auth, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).await.unwrap();
+        let cfg = AuthConfig {
+            require_management_auth: require,
+            require_inference_auth: require,
+            management_keys: vec!["m-key".into()],
+            inference_keys: vec!["i-key".into()],
+            ..AuthConfig::default()
+        };
+        (Auth::new(&cfg, db).unwrap(), dir)
+    }
+
+    fn bearer(key: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+        );
+        h
+    }
+
+    async fn status(auth: &Auth, headers: &HeaderMap, scope: Scope) -> Option<u16> {
+        auth.authorize(headers, scope, None)
+            .await
+            .err()
+            .map(|e| e.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn config_keys_decide_by_kind() {
+        let (a, _dir) = auth(true).await;
+        let cases: &[(&str, Scope, Option<u16>)] = &[
+            ("m-key", Scope::Management, None),
+            ("m-key", Scope::Inference, None),
+            ("i-key", Scope::Inference, None),
+            ("i-key", Scope::Management, Some(403)),
+            ("nope", Scope::Management, Some(401)),
+            ("m-key-longer", Scope::Management, Some(401)),
+        ];
+        for (key, scope, want) in cases {
+            assert_eq!(status(&a, &bearer(key), *scope).await, *want, "{key}");
+        }
+        assert_eq!(
+            status(&a, &HeaderMap::new(), Scope::Inference).await,
+            Some(401)
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic m-key"),
+        );
+        assert_eq!(status(&a, &h, Scope::Management).await, Some(401));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("i-key"));
+        assert_eq!(status(&a, &h, Scope::Inference).await, None);
+    }
+
+    #[tokio::test]
+    async fn off_means_open() {
+        let (a, _dir) = auth(false).await;
+        let caller = a
+            .authorize(&HeaderMap::new(), Scope::Management, None)
+            .await
+            .unwrap();
+        assert_eq!(caller.actor.name, "anonymous");
+    }
+
+    #[tokio::test]
+    async fn stored_keys_work_until_revoked_and_never_by_a_wrong_secret() {
+        let (a, _dir) = auth(true).await;
+        let req = model::CreateKey {
+            name: "app".into(),
+            kind: KeyKind::Inference,
+            instances: Some(vec!["m".into()]),
+            expires_at: None,
+        };
+        let created = a
+            .keys()
+            .create(req.validate(0).unwrap(), &Actor::named("t"))
+            .await
+            .unwrap();
+        let token = created.key.expose();
+        for _ in 0..2 {
+            // The second round is served from the cache.
+            let caller = a
+                .authorize(&bearer(&token), Scope::Inference, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                caller.actor.key_id.as_deref(),
+                Some(created.info.id.as_str())
+            );
+            assert!(caller.may_use("m") && !caller.may_use("n"));
+            assert_eq!(
+                status(&a, &bearer(&token), Scope::Management).await,
+                Some(403)
+            );
+        }
+        let mut wrong = token.clone();
+        wrong.pop();
+        wrong.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            status(&a, &bearer(&wrong), Scope::Inference).await,
+            Some(401)
+        );
+
+        a.keys()
+            .revoke(&created.info.id, &Actor::named("t"))
+            .await
+            .unwrap();
+        let err = a
+            .authorize(&bearer(&token), Scope::Inference, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "API key revoked");
+    }
+
+    #[tokio::test]
+    async fn failures_are_limited_per_client_and_valid_keys_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).await.unwrap();
+        let cfg = AuthConfig {
+            management_keys: vec!["m-key".into()],
+            failed_auth_burst: 2,
+            failed_auth_period: 60,
+            ..AuthConfig::default()
+        };
+        let a = Auth::new(&cfg, db).unwrap();
+        let bad: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut codes = Vec::new();
+        for _ in 0..4 {
+            codes.push(
+                a.refuse(Some(bad), "invalid API key".into())
+                    .await
+                    .status()
+                    .as_u16(),
+            );
+        }
+        assert_eq!(codes, vec![401, 401, 429, 429]);
+        let limited = a.refuse(Some(bad), "x".into()).await;
+        let retry: u64 = limited.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=61).contains(&retry), "{retry}");
+        assert_eq!(
+            a.refuse(Some(other), "x".into()).await.status().as_u16(),
+            401
+        );
+        assert!(a
+            .authorize(&bearer("m-key"), Scope::Management, Some(bad))
+            .await
+            .is_ok());
+    }
+}

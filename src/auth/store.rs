@@ -1,0 +1,203 @@
+//! Stored API keys: create, list, revoke, and authenticate a token (cache first, then one row read
+//! by public id and one argon2 verify).
+//!
+//! Revocation through the API evicts the key from the cache at once. Another process (the CLI) can
+//! revoke too; [`KeyStore::sync_revocations`], run every couple of seconds, asks the database which
+//! cached keys are revoked, in one query. Last-use times are kept in memory and written in batches.
+
+use super::cache::{Cache, CachedKey};
+use super::hash::Hasher;
+use super::model::{KeyInfo, NewKey};
+use super::token::Token;
+use crate::db::history::{Actor, Event, Subject};
+use crate::db::keys::{KeyRow, Revoked};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Attempts at drawing an unused id before giving up (a clash is already a one in 10^15 event).
+const ID_ATTEMPTS: usize = 3;
+
+/// The answer to creating a key: the key, and its token shown this once.
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    /// The stored key.
+    #[serde(flatten)]
+    pub info: KeyInfo,
+    /// The whole token; it is not stored and cannot be shown again.
+    pub key: Token,
+}
+
+/// The stored keys and the cache of verified ones.
+#[derive(Debug)]
+pub struct KeyStore {
+    db: Db,
+    cache: Cache,
+    hasher: Hasher,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn invalid() -> Error {
+    Error::Unauthorized("invalid API key".into())
+}
+
+impl KeyStore {
+    /// Keys in `db`.
+    pub fn new(db: Db) -> Self {
+        KeyStore {
+            db,
+            cache: Cache::default(),
+            hasher: Hasher::new(),
+        }
+    }
+
+    /// The stored key this token belongs to, if the token is right and the key in force.
+    /// `digest` is the token's SHA-256, the cache key.
+    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<CachedKey>> {
+        let now = now();
+        if let Some(key) = self.cache.get(digest) {
+            if key.expired(now) {
+                return Err(Error::Unauthorized("API key expired".into()));
+            }
+            key.touch(now);
+            return Ok(key);
+        }
+        let parsed = Token::parse(token).ok_or_else(invalid)?;
+        let seen = self.cache.generation();
+        let row = self.db.key(&parsed.id).await?.ok_or_else(invalid)?;
+        // The secret is checked before anything about the key is told, so a guessed id alone
+        // learns nothing.
+        if row.kind != parsed.kind.as_str()
+            || !self
+                .hasher
+                .verify(parsed.secret(), &row.secret_hash)
+                .await?
+        {
+            return Err(invalid());
+        }
+        if row.revoked_at.is_some() {
+            return Err(Error::Unauthorized("API key revoked".into()));
+        }
+        if row.expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::Unauthorized("API key expired".into()));
+        }
+        let key = Arc::new(CachedKey::verified(row, parsed.kind, now));
+        self.cache.insert(*digest, key.clone(), seen);
+        Ok(key)
+    }
+
+    /// Creates a key, records who did, and returns it with its token (shown this once).
+    pub async fn create(&self, new: NewKey, actor: &Actor) -> Result<CreatedKey> {
+        let now = now();
+        for _ in 0..ID_ATTEMPTS {
+            let token = Token::generate(new.kind);
+            let row = KeyRow {
+                id: token.id.clone(),
+                name: new.name.clone(),
+                kind: new.kind.as_str().to_string(),
+                secret_hash: self.hasher.hash(token.secret()).await?,
+                instances: new.scope.to_stored(),
+                created_at: now,
+                created_by: actor.to_string(),
+                expires_at: new.expires_at,
+                last_used_at: None,
+                revoked_at: None,
+            };
+            match self.db.insert_key(&row).await {
+                Ok(()) => {}
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            let detail = serde_json::json!({
+                "name": new.name,
+                "kind": new.kind,
+                "instances": new.scope.names(),
+                "expires_at": new.expires_at,
+            })
+            .to_string();
+            self.record(&token.id, Event::KeyCreated, actor, &detail)
+                .await;
+            let info = KeyInfo::of(row, now)?;
+            return Ok(CreatedKey { info, key: token });
+        }
+        Err(Error::Internal("could not draw an unused key id".into()))
+    }
+
+    /// Every key, oldest first.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>> {
+        let now = now();
+        self.db
+            .list_keys()
+            .await?
+            .into_iter()
+            .map(|row| self.info(row, now))
+            .collect()
+    }
+
+    /// One key; 404 if there is none with this id.
+    pub async fn get(&self, id: &str) -> Result<KeyInfo> {
+        let row = self.db.key(id).await?.ok_or_else(|| not_found(id))?;
+        self.info(row, now())
+    }
+
+    /// Revokes a key: refused from the next request on. Revoking a revoked key changes nothing.
+    pub async fn revoke(&self, id: &str, actor: &Actor) -> Result<()> {
+        let outcome = self
+            .db
+            .revoke_key(id, now())
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        self.cache.evict(&[id.to_string()]);
+        if outcome == Revoked::Now {
+            self.record(id, Event::KeyRevoked, actor, "").await;
+        }
+        Ok(())
+    }
+
+    /// True if a management key is in force.
+    pub async fn has_management_key(&self) -> Result<bool> {
+        Ok(self.db.count_active_management_keys(now()).await? > 0)
+    }
+
+    /// Evicts cached keys that were revoked elsewhere (the CLI) or have expired.
+    pub async fn sync_revocations(&self) -> Result<()> {
+        self.cache.evict_expired(now());
+        let cached = self.cache.ids();
+        let ids: Vec<&str> = cached.iter().map(String::as_str).collect();
+        let revoked = self.db.revoked_among(&ids).await?;
+        if !revoked.is_empty() {
+            self.cache.evict(&revoked);
+        }
+        Ok(())
+    }
+
+    /// Writes last-use times gathered since the previous flush.
+    pub async fn flush_usage(&self) -> Result<()> {
+        self.db.touch_keys(&self.cache.take_unflushed()).await
+    }
+
+    /// The API's view, with a last use that may not be flushed yet.
+    fn info(&self, mut row: KeyRow, now: i64) -> Result<KeyInfo> {
+        row.last_used_at = row.last_used_at.max(self.cache.last_used(&row.id));
+        KeyInfo::of(row, now)
+    }
+
+    async fn record(&self, id: &str, event: Event, actor: &Actor, detail: &str) {
+        let subject = Subject {
+            instance: None,
+            key_id: Some(id),
+        };
+        let detail = (!detail.is_empty()).then_some(detail);
+        if let Err(e) = self.db.record_event(subject, event, actor, detail).await {
+            tracing::error!(key = id, error = %e, "could not record history");
+        }
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("API key '{id}' not found"))
+}
