@@ -436,3 +436,52 @@ async fn unknown_routes_are_404_with_the_error_body() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
 }
+
+#[tokio::test]
+async fn swagger_is_off_by_default() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, _) = server
+        .call(Method::GET, "/swagger/openapi.json", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn swagger_documents_only_routes_that_exist() {
+    let server =
+        TestServer::start(Options::fake().with_env("LLAMACTL_ENABLE_SWAGGER", "true")).await;
+    let (code, ui) = server.call_as(None, Method::GET, "/swagger/", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        ui.as_str().unwrap_or_default().contains("swagger-ui"),
+        "{ui}"
+    );
+    let (code, doc) = server
+        .call_as(None, Method::GET, "/swagger/openapi.json", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 15, "{}", paths.len());
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{name}", "doc-probe")
+            .replace("{id}", "doc-probe")
+            .replace("{rest}", "health")
+            .replace("{endpoint}", "chat/completions");
+        for method in ops.as_object().expect("operations").keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = matches!(method, Method::POST | Method::PUT).then(|| json!({}));
+            let (code, resp) = server.call(method.clone(), &concrete, body).await;
+            assert_ne!(
+                code,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {resp}"
+            );
+            assert_ne!(
+                resp["error"], "no such route",
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod history;
 mod instances;
 mod keys;
 mod openai;
+pub mod openapi;
 mod proxy;
 mod system;
 
@@ -94,13 +95,21 @@ pub fn router(state: AppState) -> Router {
             guard::inference,
         ));
 
-    management
+    let swagger = state.cfg.server.enable_swagger;
+    let cors = cors(&state.cfg.server.allowed_origins);
+    let app = management
         .merge(instance_proxy)
         .merge(inference)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(cors(&state.cfg.server.allowed_origins))
-        .with_state(state)
+        .with_state(state);
+    // The API description is public, like any published API reference.
+    let app = if swagger {
+        app.merge(openapi::router())
+    } else {
+        app
+    };
+    app.layer(cors)
 }
 
 async fn not_found() -> Error {
