@@ -7,7 +7,6 @@
 mod common;
 
 use common::{Options, TestServer, INFERENCE_KEY};
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -89,13 +88,7 @@ async fn the_official_openai_client_works_through_llamactl() {
 async fn count_stream(req: reqwest::RequestBuilder) -> (usize, usize) {
     let resp = req.send().await.expect("streamed request");
     assert_eq!(resp.status(), StatusCode::OK);
-    let mut pieces = 0;
-    let mut text = String::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        pieces += 1;
-        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-    }
+    let (pieces, text) = common::read_stream(resp).await;
     (pieces, text.matches("data: ").count())
 }
 

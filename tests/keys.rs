@@ -83,10 +83,7 @@ async fn key_api_creates_lists_shows_and_revokes() {
     }
 
     // Revoke: 204, then the key is refused and shown as revoked; revoking again changes nothing.
-    let (code, _) = server
-        .call(Method::DELETE, &format!("/api/v1/auth/keys/{id}"), None)
-        .await;
-    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(server.revoke_key(&id).await, StatusCode::NO_CONTENT);
     let (code, body) = server
         .call_as(Some(&token), Method::GET, "/api/v1/instances", None)
         .await;
@@ -97,10 +94,7 @@ async fn key_api_creates_lists_shows_and_revokes() {
         .await;
     assert_eq!(shown["status"], "revoked");
     assert!(shown["revoked_at"].is_i64(), "{shown}");
-    let (code, _) = server
-        .call(Method::DELETE, &format!("/api/v1/auth/keys/{id}"), None)
-        .await;
-    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(server.revoke_key(&id).await, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
@@ -285,10 +279,7 @@ async fn revocation_takes_effect_on_the_next_request() {
                 .await;
             assert_eq!(code, StatusCode::OK);
         }
-        let (code, _) = server
-            .call(Method::DELETE, &format!("/api/v1/auth/keys/{id}"), None)
-            .await;
-        assert_eq!(code, StatusCode::NO_CONTENT);
+        assert_eq!(server.revoke_key(&id).await, StatusCode::NO_CONTENT);
         let (code, body) = server
             .call_as(Some(&token), Method::GET, "/api/v1/version", None)
             .await;

@@ -233,13 +233,7 @@ async fn answers_stream_back_chunk_by_chunk() {
 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut pieces = 0;
-    let mut text = String::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        pieces += 1;
-        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-    }
+    let (pieces, text) = common::read_stream(resp).await;
     assert_eq!(
         text.matches("data: ").count(),
         5,

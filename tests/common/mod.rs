@@ -576,6 +576,13 @@ impl TestServer {
         req.send().await.expect("request")
     }
 
+    /// `DELETE /api/v1/auth/keys/{id}` with the admin key; returns the status.
+    pub async fn revoke_key(&self, id: &str) -> StatusCode {
+        self.call(Method::DELETE, &format!("/api/v1/auth/keys/{id}"), None)
+            .await
+            .0
+    }
+
     /// `POST /api/v1/auth/keys` with the admin key.
     pub async fn create_key(&self, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, "/api/v1/auth/keys", Some(body))
@@ -635,4 +642,17 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reads a streamed answer to its end: how many pieces arrived off the wire, and the text.
+pub async fn read_stream(resp: reqwest::Response) -> (usize, String) {
+    use futures_util::StreamExt;
+    let mut pieces = 0;
+    let mut text = String::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        pieces += 1;
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+    }
+    (pieces, text)
 }
