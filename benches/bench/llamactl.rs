@@ -19,6 +19,7 @@ const BOOT: Duration = Duration::from_secs(30);
 /// A running llamactl.
 pub struct Llamactl {
     guard: Guard,
+    binary: PathBuf,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its data dir (kept when it is restarted with [`Llamactl::restart`]).
@@ -27,9 +28,14 @@ pub struct Llamactl {
 }
 
 impl Llamactl {
+    /// The llamactl this bench was built with (release profile).
+    pub fn built() -> PathBuf {
+        PathBuf::from(env!("CARGO_BIN_EXE_llamactl"))
+    }
+
     /// Writes a config into `data_dir` (backend `command`, instance ports `port_range`, the bench's
-    /// two keys, everything else default) and starts llamactl on it.
-    pub fn start(data_dir: &Path, command: &str, port_range: [u16; 2]) -> Llamactl {
+    /// two keys, everything else default) and starts the llamactl `binary` on it.
+    pub fn start(binary: &Path, data_dir: &Path, command: &str, port_range: [u16; 2]) -> Llamactl {
         std::fs::create_dir_all(data_dir).expect("create llamactl data dir");
         let yaml = format!(
             "server:\n  host: 127.0.0.1\n  port: 0\n\
@@ -43,17 +49,17 @@ impl Llamactl {
             hi = port_range[1],
         );
         std::fs::write(data_dir.join("llamactl.yaml"), yaml).expect("write llamactl config");
-        Self::boot(data_dir)
+        Self::boot(binary, data_dir)
     }
 
     /// Stops this llamactl and starts a new one on the same data dir and config.
     pub fn restart(mut self) -> Llamactl {
         self.guard.stop();
-        Self::boot(&self.data_dir)
+        Self::boot(&self.binary, &self.data_dir)
     }
 
-    fn boot(data_dir: &Path) -> Llamactl {
-        let mut cmd = procs::quiet(env!("CARGO_BIN_EXE_llamactl"));
+    fn boot(binary: &Path, data_dir: &Path) -> Llamactl {
+        let mut cmd = procs::quiet(&binary.display().to_string());
         cmd.arg("--config")
             .arg(data_dir.join("llamactl.yaml"))
             .env("NO_COLOR", "1")
@@ -65,6 +71,7 @@ impl Llamactl {
             .unwrap_or_else(|| panic!("llamactl did not report its address within {BOOT:?}"));
         Llamactl {
             guard,
+            binary: binary.to_path_buf(),
             addr: addr.parse().expect("llamactl printed a socket address"),
             data_dir: data_dir.to_path_buf(),
             api: reqwest::Client::new(),

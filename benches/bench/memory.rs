@@ -31,7 +31,12 @@ pub fn hundred_stopped(rig: &Rig) -> BoxFuture<'_, Vec<Row>> {
     Box::pin(async move {
         let port = procs::free_port();
         let dir = rig.tmp.path().join("memory");
-        let server = Llamactl::start(&dir, "true", [port, port.saturating_add(20)]);
+        let server = Llamactl::start(
+            &Llamactl::built(),
+            &dir,
+            "true",
+            [port, port.saturating_add(20)],
+        );
         tokio::time::sleep(SETTLE).await;
         let idle = rss(&server);
 

@@ -22,6 +22,10 @@ pub struct Opts {
     pub only: Option<String>,
     /// The Markdown file the results go into (`BENCH_OUT`, default `docs/benchmarks.md`).
     pub out: PathBuf,
+    /// Another llamactl binary to compare with in the same run (`BENCH_BASELINE`), e.g. a copy of
+    /// `target/release/llamactl` from before a change: it gets its own instance, and its proxy
+    /// becomes one more side wherever the proxy is measured.
+    pub baseline: Option<PathBuf>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -57,6 +61,7 @@ impl Opts {
             only: var("BENCH_ONLY"),
             out: var("BENCH_OUT")
                 .map_or_else(|| manifest.join("docs/benchmarks.md"), PathBuf::from),
+            baseline: var("BENCH_BASELINE").map(PathBuf::from),
         }
     }
 

@@ -35,6 +35,12 @@ pub const PROXY: Side = Side {
     via: Via::Proxy,
 };
 
+/// Through the baseline llamactl's proxy (added by the rig when `BENCH_BASELINE` is set).
+pub const BASELINE: Side = Side {
+    label: "baseline proxy",
+    via: Via::Baseline,
+};
+
 /// What a load comparison must reach (from the issue).
 #[derive(Clone, Copy, Debug)]
 pub enum Goal {
@@ -148,14 +154,15 @@ fn ratio_cell(cmp: Option<(f64, f64)>) -> String {
 }
 
 async fn run_load(l: &Load, rig: &Rig, report: &mut Report) {
-    let targets: Vec<_> = l.sides.iter().map(|s| rig.target(s.via, &l.req)).collect();
+    let sides = rig.sides(&l.sides);
+    let targets: Vec<_> = sides.iter().map(|s| rig.target(s.via, &l.req)).collect();
     for &c in l.concurrency {
         let name = format!("{} c={c}", l.name);
         // runs[round][side]
         let mut runs: Vec<Vec<Run>> = Vec::new();
         for round in 0..rig.opts.rounds {
-            let mut this: Vec<Option<Run>> = vec![None; l.sides.len()];
-            for (i, side) in rotated(&l.sides, round) {
+            let mut this: Vec<Option<Run>> = vec![None; sides.len()];
+            for (i, side) in rotated(&sides, round) {
                 let run = load::run(&targets[i], c, rig.opts.warmup, rig.opts.window).await;
                 eprintln!(
                     "bench: {name} round {} {}: {:.0} req/s p50 {:.3} ms p99 {:.3} ms{}",
@@ -173,9 +180,9 @@ async fn run_load(l: &Load, rig: &Rig, report: &mut Report) {
             }
             runs.push(this.into_iter().flatten().collect());
         }
-        let direct = index_of(&l.sides, Via::Direct);
-        let nginx = index_of(&l.sides, Via::Nginx);
-        for (i, side) in l.sides.iter().enumerate() {
+        let direct = index_of(&sides, Via::Direct);
+        let nginx = index_of(&sides, Via::Nginx);
+        for (i, side) in sides.iter().enumerate() {
             let col =
                 |f: fn(&Run) -> f64| median(&runs.iter().map(|r| f(&r[i])).collect::<Vec<_>>());
             let errors: usize = runs.iter().map(|r| r[i].errors).sum();
@@ -243,15 +250,15 @@ fn verdicts(
 const STREAM_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn run_stream(s: &Stream, rig: &Rig, report: &mut Report) {
-    let targets: Vec<_> = s
-        .sides
+    let sides = rig.sides(&s.sides);
+    let targets: Vec<_> = sides
         .iter()
         .map(|side| rig.target(side.via, &s.req))
         .collect();
     // got[side] = one answer per round
-    let mut got: Vec<Vec<Streamed>> = vec![Vec::new(); s.sides.len()];
+    let mut got: Vec<Vec<Streamed>> = vec![Vec::new(); sides.len()];
     for round in 0..rig.opts.rounds {
-        for (i, side) in rotated(&s.sides, round) {
+        for (i, side) in rotated(&sides, round) {
             let answer = client::stream(&targets[i], STREAM_TIMEOUT)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {} failed: {e}", s.name, side.label));
@@ -276,8 +283,8 @@ async fn run_stream(s: &Stream, rig: &Rig, report: &mut Report) {
         }
     }
     let med = |i: usize, f: fn(&Streamed) -> f64| median(&got[i].iter().map(f).collect::<Vec<_>>());
-    let direct = index_of(&s.sides, Via::Direct);
-    for (i, side) in s.sides.iter().enumerate() {
+    let direct = index_of(&sides, Via::Direct);
+    for (i, side) in sides.iter().enumerate() {
         let ttfc = med(i, |a| ms(a.first_event));
         let events = med(i, |a| a.events as f64);
         let vs_direct = direct.filter(|&d| d != i).map_or_else(String::new, |d| {
