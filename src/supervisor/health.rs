@@ -1,8 +1,7 @@
 //! Polls a starting backend's `/health` until it answers 200.
 
-use crate::proxy::HttpClient;
-use axum::body::Body;
-use hyper::{Request, StatusCode};
+use crate::proxy::{self, HttpClient};
+use hyper::StatusCode;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -14,10 +13,9 @@ pub async fn probe_until_ready(
     generation: u64,
     ready: mpsc::UnboundedSender<u64>,
 ) {
-    let uri = format!("http://127.0.0.1:{port}/health");
     let mut delay = Duration::from_millis(10);
     loop {
-        if is_healthy(&client, &uri).await {
+        if is_healthy(&client, port).await {
             let _ = ready.send(generation);
             return;
         }
@@ -26,12 +24,13 @@ pub async fn probe_until_ready(
     }
 }
 
-async fn is_healthy(client: &HttpClient, uri: &str) -> bool {
-    let Ok(req) = Request::get(uri).body(Body::empty()) else {
-        return false;
-    };
+async fn is_healthy(client: &HttpClient, port: u16) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), client.request(req)).await,
-        Ok(Ok(resp)) if resp.status() == StatusCode::OK
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            proxy::get_status(client, port, "/health")
+        )
+        .await,
+        Ok(Ok(StatusCode::OK))
     )
 }
