@@ -19,6 +19,9 @@ pub async fn management(
 }
 
 /// Requires an inference (or management) key.
+// The instance proxy checks its key in `proxy::ProxyFirst`; this is for inference routes that go
+// through the router (the OpenAI-compatible `/v1` ones).
+#[allow(dead_code)]
 pub async fn inference(
     State(state): State<AppState>,
     mut req: Request,
