@@ -33,11 +33,11 @@ impl Llamactl {
         PathBuf::from(env!("CARGO_BIN_EXE_llamactl"))
     }
 
-    /// Writes a config into `data_dir` (backend `command`, instance ports `port_range`, the bench's
-    /// two keys, everything else default) and starts the llamactl `binary` on it.
-    pub fn start(binary: &Path, data_dir: &Path, command: &str, port_range: [u16; 2]) -> Llamactl {
-        std::fs::create_dir_all(data_dir).expect("create llamactl data dir");
-        let yaml = format!(
+    /// The config the bench runs llamactl with: backend `command`, instance ports `port_range`,
+    /// the bench's two keys, everything else default. Scenarios that need other settings edit it
+    /// (e.g. add `  require_inference_auth: false` under `auth:`) and use [`Llamactl::start_yaml`].
+    pub fn config(data_dir: &Path, command: &str, port_range: [u16; 2]) -> String {
+        format!(
             "server:\n  host: 127.0.0.1\n  port: 0\n\
              backends:\n  llama-cpp:\n    command: {command}\n\
              data_dir: {dir}\n\
@@ -47,7 +47,21 @@ impl Llamactl {
             dir = json!(data_dir.display().to_string()),
             lo = port_range[0],
             hi = port_range[1],
-        );
+        )
+    }
+
+    /// Starts the llamactl `binary` in `data_dir` with [`Llamactl::config`].
+    pub fn start(binary: &Path, data_dir: &Path, command: &str, port_range: [u16; 2]) -> Llamactl {
+        Self::start_yaml(
+            binary,
+            data_dir,
+            &Self::config(data_dir, command, port_range),
+        )
+    }
+
+    /// Starts the llamactl `binary` in `data_dir` with the config `yaml`.
+    pub fn start_yaml(binary: &Path, data_dir: &Path, yaml: &str) -> Llamactl {
+        std::fs::create_dir_all(data_dir).expect("create llamactl data dir");
         std::fs::write(data_dir.join("llamactl.yaml"), yaml).expect("write llamactl config");
         Self::boot(binary, data_dir)
     }
