@@ -16,6 +16,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use futures_util::future::BoxFuture;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Service, ServiceExt};
 
@@ -53,14 +54,16 @@ async fn forward(state: &AppState, req: Request) -> Result<Response<Body>> {
 /// to the router.
 #[derive(Clone, Debug)]
 pub struct ProxyFirst {
-    state: AppState,
-    router: Router,
+    // One reference count per clone: hyper clones the service for every request.
+    inner: Arc<(AppState, Router)>,
 }
 
 impl ProxyFirst {
     /// Serves the proxy from `state`, the rest with `router`.
     pub fn new(state: AppState, router: Router) -> Self {
-        ProxyFirst { state, router }
+        ProxyFirst {
+            inner: Arc::new((state, router)),
+        }
     }
 }
 
@@ -76,15 +79,15 @@ impl Service<Request> for ProxyFirst {
 
     fn call(&mut self, req: Request) -> Self::Future {
         if split_path(req.uri().path()).is_some() {
-            let state = self.state.clone();
+            let inner = self.inner.clone();
             Box::pin(async move {
-                Ok(match forward(&state, req).await {
+                Ok(match forward(&inner.0, req).await {
                     Ok(resp) => resp,
                     Err(e) => e.into_response(),
                 })
             })
         } else {
-            Box::pin(self.router.clone().oneshot(req))
+            Box::pin(self.inner.1.clone().oneshot(req))
         }
     }
 }
