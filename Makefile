@@ -1,6 +1,7 @@
 # llamactl — build, run, test.
 #   make run    builds release, installs llama-server (unless one is on PATH) and the demo model, serves on :8080
 #   make test   lint + unit + integration tests + end-to-end tests against the real llama-server and model
+#   make bench  llamactl vs direct llama-server vs nginx; prints one table, writes docs/benchmarks.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
@@ -22,7 +23,7 @@ VENV_PY  := $(VENV)/bin/python
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_TIME   := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 
-.PHONY: run build release test lint unit e2e backend model pydeps bench sqlx-prepare clean
+.PHONY: run build release test lint unit e2e backend model pydeps bench nginx sqlx-prepare clean
 
 ## run: start llamactl on :8080 with SQLite under data/ (override with LLAMACTL_* variables)
 run: release backend model
@@ -76,6 +77,21 @@ pydeps: $(VENV)/.pydeps
 $(VENV)/.pydeps: | $(VENV_PY)
 	$(VENV_PY) -m pip install --quiet openai
 	touch $@
+
+## bench: proxy overhead, streaming, cold start and memory, against direct llama-server and nginx.
+## Settings (environment or make variables): BENCH_ROUNDS (5), BENCH_SECS (3), BENCH_WARMUP (0.5),
+## BENCH_ONLY (scenario name part), BENCH_OUT (docs/benchmarks.md). See docs/benchmarks.md.
+NGINX ?= $(shell command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+bench: backend model nginx
+	LLAMACTL_BENCH_LLAMA_SERVER="$(LLAMA_SERVER)" \
+	LLAMACTL_BENCH_MODEL="$(CURDIR)/$(MODEL)" \
+	LLAMACTL_BENCH_NGINX="$(NGINX)" \
+	cargo bench --locked --bench bench
+
+## nginx: Debian's nginx, the reference proxy for the bench
+nginx:
+	@test -x "$(NGINX)" || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx; }
 
 ## sqlx-prepare: regenerate .sqlx/ (offline query data) after changing a query or a migration
 sqlx-prepare:

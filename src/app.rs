@@ -6,6 +6,8 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
 use crate::supervisor::Supervisor;
+use axum::serve::ListenerExt;
+use axum::ServiceExt;
 use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -102,13 +104,21 @@ impl Application {
         let supervisor = self.state.supervisor.clone();
         let auth = self.state.auth.clone();
         let upkeep = auth.spawn_upkeep();
-        let router = http::router(self.state);
+        let service = http::service(self.state);
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let listener = self.listener;
+        // Streamed answers go out chunk by chunk: with Nagle's algorithm a chunk could wait for the
+        // client's ACK of the previous one (up to its delayed-ACK timeout).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(async move {
             axum::serve(
                 listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
+                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    SocketAddr,
+                >(service),
             )
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;

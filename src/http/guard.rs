@@ -2,9 +2,10 @@
 //! handler the [`Caller`](crate::auth::Caller).
 
 use super::AppState;
-use crate::auth::Scope;
+use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
@@ -21,19 +22,33 @@ pub async fn inference(State(state): State<AppState>, req: Request, next: Next) 
 
 async fn check(state: &AppState, scope: Scope, mut req: Request, next: Next) -> Response {
     let addr = client_addr(&req);
-    match state.auth.authorize(req.headers(), scope, addr).await {
+    match authenticate(state, scope, req.headers(), addr).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        // Only refusals of the key itself spend the client's budget of failed attempts.
-        Err(Error::Unauthorized(reason)) => state.auth.refuse(addr, reason).await,
-        Err(other) => other.into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// The one auth decision for every route group (the router's middleware and the instance proxy's
+/// fast path): the caller, or the ready refusal. Only refusals of the key itself (401) spend the
+/// client's budget of failed attempts, which turns them into 429 once it is gone.
+pub async fn authenticate(
+    state: &AppState,
+    scope: Scope,
+    headers: &HeaderMap,
+    addr: Option<IpAddr>,
+) -> Result<Caller, Response> {
+    match state.auth.authorize(headers, scope, addr).await {
+        Ok(caller) => Ok(caller),
+        Err(Error::Unauthorized(reason)) => Err(state.auth.refuse(addr, reason).await),
+        Err(other) => Err(other.into_response()),
     }
 }
 
 /// The peer's IP, with IPv4-mapped IPv6 addresses folded to IPv4 so one client is one address.
-fn client_addr(req: &Request) -> Option<IpAddr> {
+pub fn client_addr(req: &Request) -> Option<IpAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip().to_canonical())

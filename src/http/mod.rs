@@ -18,10 +18,12 @@ use crate::proxy::HttpClient;
 use crate::supervisor::Supervisor;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{middleware, Router};
+use proxy::ProxyFirst;
 use std::sync::Arc;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, Any, Cors, CorsLayer};
 
 /// Largest management request body (instance definitions are small).
 const MANAGEMENT_BODY_LIMIT: usize = 1024 * 1024;
@@ -41,7 +43,7 @@ pub struct AppState {
     pub http: HttpClient,
 }
 
-/// Builds the router for all routes.
+/// The router for every route but the instance proxy's (see [`service`]).
 pub fn router(state: AppState) -> Router {
     let management = Router::new()
         .route("/api/v1/version", get(system::version))
@@ -73,18 +75,6 @@ pub fn router(state: AppState) -> Router {
             guard::management,
         ));
 
-    // Bodies stream through to the backend untouched, so no body limit applies here.
-    let instance_proxy = Router::new()
-        .route("/api/v1/instances/{name}/proxy", any(proxy::forward))
-        .route(
-            "/api/v1/instances/{name}/proxy/{*rest}",
-            any(proxy::forward),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            guard::inference,
-        ));
-
     // Bodies are read whole (the `model` field routes them), so they get a generous limit.
     let inference = Router::new()
         .route("/v1/models", get(openai::models))
@@ -96,20 +86,27 @@ pub fn router(state: AppState) -> Router {
         ));
 
     let swagger = state.cfg.server.enable_swagger;
-    let cors = cors(&state.cfg.server.allowed_origins);
     let app = management
-        .merge(instance_proxy)
         .merge(inference)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);
     // The API description is public, like any published API reference.
-    let app = if swagger {
+    if swagger {
         app.merge(openapi::router())
     } else {
         app
-    };
-    app.layer(cors)
+    }
+}
+
+/// The whole HTTP service: CORS around the instance proxy (matched first, see [`ProxyFirst`]) and
+/// the router. Bodies stream through the proxy untouched, so no body limit applies there.
+pub fn service(state: AppState) -> Cors<ProxyFirst> {
+    let cors = cors(&state.cfg.server.allowed_origins);
+    let router = router(state.clone());
+    ServiceBuilder::new()
+        .layer(cors)
+        .service(ProxyFirst::new(state, router))
 }
 
 async fn not_found() -> Error {

@@ -1,38 +1,58 @@
 //! Polls a starting backend's `/health` until it answers 200.
 
-use crate::proxy::HttpClient;
-use axum::body::Body;
-use hyper::{Request, StatusCode};
-use std::time::Duration;
+use crate::proxy::{self, HttpClient};
+use hyper::StatusCode;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Polls quickly at first, then every 50 ms: a user (or a cold inference request) waits on this,
-/// and a `/health` call on loopback costs the backend next to nothing.
-/// Sends `generation` once the backend is healthy.
+/// Shortest and longest pause between two probes.
+const MIN_DELAY: Duration = Duration::from_millis(10);
+const MAX_DELAY: Duration = Duration::from_millis(200);
+
+/// The pause after a failed probe: a twentieth of the time spent starting so far, so noticing
+/// readiness late adds at most about 5% to any start (a user waits on this), while a slow model
+/// load is still only probed a few times a second.
+fn next_delay(starting_for: Duration) -> Duration {
+    (starting_for / 20).clamp(MIN_DELAY, MAX_DELAY)
+}
+
+/// Polls `/health` until it answers 200, then sends `generation`.
 pub async fn probe_until_ready(
     client: HttpClient,
     port: u16,
     generation: u64,
     ready: mpsc::UnboundedSender<u64>,
 ) {
-    let uri = format!("http://127.0.0.1:{port}/health");
-    let mut delay = Duration::from_millis(10);
+    let started = Instant::now();
     loop {
-        if is_healthy(&client, &uri).await {
+        if is_healthy(&client, port).await {
             let _ = ready.send(generation);
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
+        tokio::time::sleep(next_delay(started.elapsed())).await;
     }
 }
 
-async fn is_healthy(client: &HttpClient, uri: &str) -> bool {
-    let Ok(req) = Request::get(uri).body(Body::empty()) else {
-        return false;
-    };
+async fn is_healthy(client: &HttpClient, port: u16) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), client.request(req)).await,
-        Ok(Ok(resp)) if resp.status() == StatusCode::OK
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            proxy::get_status(client, port, "/health")
+        )
+        .await,
+        Ok(Ok(StatusCode::OK))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_grows_with_the_time_spent_starting_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_delay(ms(0)), MIN_DELAY);
+        assert_eq!(next_delay(ms(800)), ms(40));
+        assert_eq!(next_delay(Duration::from_secs(60)), MAX_DELAY);
+    }
 }

@@ -1,31 +1,52 @@
 //! Forwards a request to a backend on loopback and streams the answer back, chunk by chunk.
 //!
-//! One pooled client serves every backend (it keeps idle connections per backend address), so the
+//! One pool serves every backend (it keeps idle connections per backend port, see `pool`), so the
 //! proxy does not open a new upstream connection per request.
+
+mod pool;
+
+pub use pool::{Pool, SendError};
 
 use crate::error::{Error, Result};
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{header, HeaderMap, HeaderName, Request, Response, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 /// The HTTP client used for backends.
-pub type HttpClient = Client<HttpConnector, Body>;
+pub type HttpClient = Pool;
 
 /// A pooled client with keep-alive to backends.
 pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
+    Pool::default()
+}
+
+/// The `Host` a backend on `port` is addressed as.
+fn host(port: u16) -> HeaderValue {
+    HeaderValue::from_str(&format!("127.0.0.1:{port}"))
+        .unwrap_or(HeaderValue::from_static("127.0.0.1"))
+}
+
+/// `GET path` on the backend at `port`: the status, after reading the (small) body so the
+/// connection can be reused.
+pub async fn get_status(
+    client: &HttpClient,
+    port: u16,
+    path: &str,
+) -> std::result::Result<StatusCode, SendError> {
+    let req = Request::get(path)
+        .header(header::HOST, host(port))
+        .body(Body::empty())
+        .map_err(|e| SendError::Connect {
+            port,
+            reason: e.to_string(),
+        })?;
+    let resp = client.send(port, req).await?;
+    let status = resp.status();
+    let _ = resp.into_body().collect().await;
+    Ok(status)
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the caller's credentials.
@@ -63,20 +84,21 @@ pub async fn forward(
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     let (mut parts, body) = req.into_parts();
-    parts.uri = format!("http://127.0.0.1:{port}{path_and_query}")
+    parts.uri = path_and_query
         .parse::<Uri>()
         .map_err(|e| Error::BadRequest(format!("invalid path: {e}")))?;
     strip_hop_headers(&mut parts.headers);
     parts.headers.remove(header::AUTHORIZATION);
     parts.headers.remove("x-api-key");
+    parts.headers.insert(header::HOST, host(port));
     parts.version = axum::http::Version::HTTP_11;
     let upstream = client
-        .request(Request::from_parts(parts, body))
+        .send(port, Request::from_parts(parts, body))
         .await
         .map_err(|e| Error::BadGateway(format!("backend on port {port} did not answer: {e}")))?;
     let (mut parts, body) = upstream.into_parts();
     strip_hop_headers(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Keeps `token` alive while `resp`'s body is being sent: until its last frame, or until it is

@@ -1,0 +1,75 @@
+//! `make bench`: what llamactl costs in front of llama-server, next to nginx in front of the same
+//! llama-server, measured in one run by one client. Prints one table and writes it into
+//! `docs/benchmarks.md`. Scenarios are listed in `scenarios.rs`.
+//!
+//! Never a timed assertion: it measures and reports; the targets' verdicts are informational.
+
+mod client;
+mod cold_start;
+mod llamactl;
+mod load;
+mod machine;
+mod memory;
+mod nginx;
+mod opts;
+mod procs;
+mod report;
+mod rig;
+mod scenario;
+mod scenarios;
+mod stats;
+
+use opts::Opts;
+use report::Report;
+use rig::Rig;
+use std::process::ExitCode;
+
+async fn run(opts: Opts) -> Report {
+    let header = machine::describe(&opts);
+    eprintln!("bench: starting llamactl, the instance and nginx");
+    let rig = Rig::up(opts).await;
+    let mut report = Report::default();
+    for scenario in scenarios::all() {
+        if !rig.opts.wants(scenario.name()) {
+            continue;
+        }
+        eprintln!("bench: == {}", scenario.name());
+        scenario.run(&rig, &mut report).await;
+    }
+    let template = format!(
+        "# Benchmarks\n\nRerun with `make bench`.\n\n{}\n",
+        report::markers()
+    );
+    let out = rig.opts.out.clone();
+    drop(rig);
+    report
+        .write(&out, &header, &template)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    println!("\n{header}\n{}", report.markdown());
+    eprintln!("bench: written to {}", out.display());
+    report
+}
+
+fn main() -> ExitCode {
+    // `cargo test --all-targets` runs bench targets without `--bench`: nothing to test here.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("llamactl bench: not run under `cargo test`; use `make bench`");
+        return ExitCode::SUCCESS;
+    }
+    let opts = Opts::from_env();
+    // One thread: the client costs one core at most, the same for every side.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        tokio::select! {
+            _ = run(opts) => ExitCode::SUCCESS,
+            _ = tokio::signal::ctrl_c() => {
+                // Dropping the run drops the rig, which stops llamactl, nginx and llama-server.
+                eprintln!("bench: interrupted; stopping everything it started");
+                ExitCode::from(130)
+            }
+        }
+    })
+}

@@ -1,0 +1,139 @@
+//! Processes the bench starts (llamactl, nginx, a bare llama-server): each is stopped when its guard
+//! drops, so an error, a panic or Ctrl-C leaves nothing running.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process that is sent SIGTERM (then SIGKILL after `grace`) and reaped on drop.
+pub struct Guard {
+    name: String,
+    child: Option<Child>,
+    grace: Duration,
+}
+
+impl Guard {
+    /// Spawns `cmd`; the child also gets SIGTERM if the bench itself dies without unwinding.
+    pub fn spawn(name: &str, mut cmd: Command, grace: Duration) -> Guard {
+        // SAFETY: prctl only sets a flag on the new process; it allocates nothing and takes no lock.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Guard {
+            name: name.to_string(),
+            child: Some(child),
+            grace,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// The child's piped stderr, taken once.
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.as_mut().and_then(|c| c.stderr.take())
+    }
+
+    /// True while the child has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// SIGTERM, wait up to the grace period, SIGKILL, reap.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: signals our own child, which has not been reaped yet (so the pid is still ours).
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + self.grace;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("bench: {} did not stop in time; killing it", self.name);
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads `stderr` on a thread, keeping every line, until a line contains `marker`; returns the text
+/// after the marker, or `None` if the stream ends or `timeout` passes first.
+pub fn wait_for_line(
+    stderr: impl Read + Send + 'static,
+    marker: &'static str,
+    timeout: Duration,
+) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(rest) = line.split(marker).nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                    sent = true;
+                }
+            }
+            // Keep draining so the child never blocks on a full pipe.
+        }
+    });
+    rx.recv_timeout(timeout).ok()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A command whose stdout goes nowhere (the bench prints the table there).
+pub fn quiet(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    cmd
+}
+
+/// A process's resident memory in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

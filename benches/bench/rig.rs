@@ -1,0 +1,152 @@
+//! The set-up every scenario runs against: llamactl managing one llama-server instance with the real
+//! model, and nginx in front of that same llama-server.
+
+use crate::client::{Req, Target};
+use crate::llamactl::{self, Llamactl};
+use crate::nginx::Nginx;
+use crate::opts::Opts;
+use crate::procs;
+use crate::scenario::{Side, BASELINE};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The instance every scenario uses.
+pub const INSTANCE: &str = "bench";
+/// How long a model may take to load on a busy machine.
+pub const READY: Duration = Duration::from_secs(120);
+
+/// How a side reaches llama-server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Straight to llama-server's port.
+    Direct,
+    /// Through nginx.
+    Nginx,
+    /// Through llamactl's instance proxy, `/api/v1/instances/{name}/proxy<path>`.
+    Proxy,
+    /// Through the baseline llamactl's instance proxy (only with `BENCH_BASELINE`).
+    Baseline,
+    /// To llamactl at the path as written (the OpenAI-compatible `/v1/...` routes).
+    #[allow(dead_code)] // for the `/v1` sides, added once issue 3's routes are merged
+    Llamactl,
+}
+
+impl Via {
+    /// llamactl is the thing under test on this side (the others are yardsticks).
+    pub fn is_llamactl(self) -> bool {
+        matches!(self, Via::Proxy | Via::Llamactl | Via::Baseline)
+    }
+}
+
+/// llamactl, its instance and nginx; everything stops when this drops.
+pub struct Rig {
+    /// The settings.
+    pub opts: Opts,
+    /// llamactl (release build).
+    pub llamactl: Llamactl,
+    /// nginx in front of the instance's llama-server.
+    pub nginx: Nginx,
+    /// The instance's llama-server (fixed port, so it stays put across stop/start).
+    pub backend: SocketAddr,
+    /// Another llamactl build with its own instance, to compare with (`BENCH_BASELINE`).
+    pub baseline: Option<Llamactl>,
+    // Last: dropped after the processes that use it have stopped.
+    /// Temp dir for data, configs and logs.
+    pub tmp: tempfile::TempDir,
+}
+
+/// The options the instance runs with; the bare llama-server of the cold-start scenario gets the same.
+pub fn instance_options(opts: &Opts) -> Value {
+    json!({
+        "model": opts.model.display().to_string(),
+        "ctx_size": 512,
+        // One compute thread: the machine has two cores, and the proxy and client need one.
+        "threads": 1,
+        "restart_delay": 0,
+    })
+}
+
+/// Starts the llamactl `binary` in `dir` with the instance on a fixed free port; waits until it runs.
+async fn managed(opts: &Opts, binary: &Path, dir: &Path) -> (Llamactl, u16) {
+    let port = procs::free_port();
+    let llamactl = Llamactl::start(binary, dir, &opts.llama_server, [port, port]);
+    let mut body = instance_options(opts);
+    body["port"] = json!(port);
+    llamactl.create(INSTANCE, body).await;
+    llamactl.wait_status(INSTANCE, "running", READY).await;
+    (llamactl, port)
+}
+
+/// The CPU count, used for nginx's workers (llamactl's runtime starts as many threads).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Rig {
+    /// Starts llamactl (and the baseline, if any) with the instance, then nginx.
+    pub async fn up(opts: Opts) -> Rig {
+        let tmp = tempfile::Builder::new()
+            .prefix("llamactl-bench-")
+            .tempdir()
+            .expect("temp dir");
+        let (llamactl, port) =
+            managed(&opts, &Llamactl::built(), &tmp.path().join("llamactl")).await;
+        let baseline = match &opts.baseline {
+            Some(binary) => Some(managed(&opts, binary, &tmp.path().join("baseline")).await.0),
+            None => None,
+        };
+        let backend: SocketAddr = format!("127.0.0.1:{port}")
+            .parse()
+            .expect("loopback address");
+        let nginx = Nginx::start(&opts.nginx, &tmp.path().join("nginx"), backend, cores());
+        Rig {
+            opts,
+            llamactl,
+            nginx,
+            backend,
+            baseline,
+            tmp,
+        }
+    }
+
+    /// The sides to measure for a scenario that lists `sides`: the baseline's proxy joins right
+    /// after llamactl's own proxy when there is a baseline.
+    pub fn sides(&self, sides: &[Side]) -> Vec<Side> {
+        let mut out = Vec::new();
+        for side in sides {
+            out.push(*side);
+            if side.via == Via::Proxy && self.baseline.is_some() {
+                out.push(BASELINE);
+            }
+        }
+        out
+    }
+
+    /// Where `req` goes on side `via`, with the inference key on llamactl's sides.
+    pub fn target(&self, via: Via, req: &Req) -> Target {
+        let proxied = || format!("/api/v1/instances/{INSTANCE}/proxy{}", req.path);
+        let (addr, path) = match via {
+            Via::Direct => (self.backend, req.path.clone()),
+            Via::Nginx => (self.nginx.addr, req.path.clone()),
+            Via::Proxy => (self.llamactl.addr, proxied()),
+            Via::Baseline => {
+                let baseline = self
+                    .baseline
+                    .as_ref()
+                    .expect("baseline side without BENCH_BASELINE");
+                (baseline.addr, proxied())
+            }
+            Via::Llamactl => (self.llamactl.addr, req.path.clone()),
+        };
+        Target {
+            addr,
+            path,
+            key: via
+                .is_llamactl()
+                .then(|| llamactl::INFERENCE_KEY.to_string()),
+            req: req.clone(),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The scenarios, in the order they run. To add one, add an entry here:
+//! - another route to compare: a `Side` in an existing entry, e.g.
+//!   `Side { label: "llamactl /v1", via: Via::Llamactl }` (requests go to llamactl at the path as
+//!   written, with the inference key);
+//! - a load or streaming comparison: a `Scenario::Load` / `Scenario::Stream` entry;
+//! - anything else: a function `fn(&Rig) -> BoxFuture<Vec<Row>>` in its own module, listed as
+//!   `Scenario::Custom`. Scenarios that stop or restart the instance go after the load ones.
+
+use crate::client::Req;
+use crate::cold_start;
+use crate::memory;
+use crate::rig::INSTANCE;
+use crate::scenario::{Goal, Load, Scenario, Stream, DIRECT, NGINX, PROXY};
+use serde_json::{json, Value};
+
+/// A short chat request; `model` names the instance, so llamactl's `/v1` routing can use it too
+/// (llama-server ignores it).
+fn chat(max_tokens: u32, stream: bool) -> Value {
+    json!({
+        "model": INSTANCE,
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+    })
+}
+
+/// Everything `make bench` measures.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario::Load(Load {
+            name: "GET /health",
+            req: Req::get("/health"),
+            concurrency: &[1, 32],
+            sides: vec![DIRECT, NGINX, PROXY],
+            goal: Goal::NginxOrBetter,
+        }),
+        Scenario::Load(Load {
+            name: "POST chat, max_tokens 1",
+            req: Req::post_json("/v1/chat/completions", &chat(1, false)),
+            concurrency: &[1, 8],
+            // The lead adds `Side { label: "llamactl /v1", via: Via::Llamactl }` with issue 3.
+            sides: vec![DIRECT, PROXY],
+            goal: Goal::OfDirect(0.98),
+        }),
+        Scenario::Stream(Stream {
+            name: "streamed chat, max_tokens 32",
+            req: Req::post_json("/v1/chat/completions", &chat(32, true)),
+            // The lead adds the `/v1` side here too.
+            sides: vec![DIRECT, PROXY],
+        }),
+        Scenario::Pending(
+            "auth: GET /v1/models, auth off / 1 key / 1,000 keys",
+            "needs issue 4 (keys in SQLite) and issue 3 (/v1/models)",
+        ),
+        Scenario::Custom("cold start", cold_start::api_start),
+        Scenario::Pending(
+            "cold start, on-demand first request",
+            "needs issue 3 (on-demand start on POST /v1/*)",
+        ),
+        Scenario::Custom("memory and listing", memory::hundred_stopped),
+    ]
+}
