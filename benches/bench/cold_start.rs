@@ -1,12 +1,13 @@
-//! Cold start: llama-server's own spawn-to-healthy time against llamactl's `start` → `running`.
+//! Cold start: llama-server's own spawn-to-healthy time against llamactl's `start` → `running`, and
+//! against the first request to a stopped instance through `/v1` (on-demand start plus one token).
 
 use crate::client::{self, Req, Target};
 use crate::procs::{self, Guard};
 use crate::report::Row;
-use crate::rig::{self, Rig, INSTANCE, READY};
+use crate::rig::{self, Rig, Via, INSTANCE, READY};
 use crate::stats::{median, ms};
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -78,43 +79,103 @@ async fn via_api(rig: &Rig) -> Duration {
     started.elapsed()
 }
 
-/// Alternates the two, `rounds` times each; leaves the instance running.
+/// Stops the instance, then times its first `/v1/chat/completions` (one token) through llamactl:
+/// the on-demand start, the wait until ready, and the answer.
+async fn via_on_demand(rig: &Rig) -> Duration {
+    rig.llamactl.op(INSTANCE, "stop").await;
+    rig.llamactl.wait_status(INSTANCE, "stopped", READY).await;
+    let req = Req::post_json(
+        "/v1/chat/completions",
+        &json!({"model": INSTANCE, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}),
+    );
+    let target = rig.target(Via::Llamactl, &req);
+    let started = Instant::now();
+    let mut conn = client::connect(target.addr)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to llamactl: {e}"));
+    let answer = tokio::time::timeout(READY, client::exchange(&mut conn, &target))
+        .await
+        .expect("on-demand request timed out")
+        .unwrap_or_else(|e| panic!("on-demand request failed: {e}"));
+    assert!(
+        answer.status.is_success(),
+        "on-demand request: {}",
+        answer.status
+    );
+    started.elapsed()
+}
+
+/// A way llamactl gets an instance from stopped to serving.
+type Start = for<'a> fn(&'a Rig) -> BoxFuture<'a, Duration>;
+
+/// Alternates a bare llama-server start with `start`, `rounds` times each; the two medians (ms).
+async fn alternate(rig: &Rig, what: &str, start: Start) -> (f64, f64) {
+    let (mut bare_ms, mut llamactl_ms) = (Vec::new(), Vec::new());
+    for round in 0..rig.opts.rounds {
+        // Rotate which goes first, as the load scenarios do.
+        for step in 0..2 {
+            if (round + step) % 2 == 0 {
+                bare_ms.push(ms(bare(rig).await));
+            } else {
+                llamactl_ms.push(ms(start(rig).await));
+            }
+        }
+        eprintln!(
+            "bench: cold start round {}: llama-server alone {:.0} ms, llamactl {what} {:.0} ms",
+            round + 1,
+            bare_ms.last().copied().unwrap_or_default(),
+            llamactl_ms.last().copied().unwrap_or_default()
+        );
+    }
+    (median(&bare_ms), median(&llamactl_ms))
+}
+
+fn rows(name: &str, bare: f64, side: &str, result: String, llamactl: f64) -> Vec<Row> {
+    vec![
+        Row {
+            scenario: name.into(),
+            side: "llama-server alone".into(),
+            result: format!("spawn → /health 200: {bare:.0} ms"),
+            vs_direct: String::new(),
+            vs_nginx: String::new(),
+        },
+        Row {
+            scenario: name.into(),
+            side: side.into(),
+            result,
+            vs_direct: format!("{:+.0} ms", llamactl - bare),
+            vs_nginx: String::new(),
+        },
+    ]
+}
+
+/// `POST …/start` until `running`, against a bare start; leaves the instance running.
 pub fn api_start(rig: &Rig) -> BoxFuture<'_, Vec<Row>> {
     Box::pin(async move {
-        let (mut bare_ms, mut api_ms) = (Vec::new(), Vec::new());
-        for round in 0..rig.opts.rounds {
-            // Rotate which goes first, as the load scenarios do.
-            for step in 0..2 {
-                if (round + step) % 2 == 0 {
-                    bare_ms.push(ms(bare(rig).await));
-                } else {
-                    api_ms.push(ms(via_api(rig).await));
-                }
-            }
-            eprintln!(
-                "bench: cold start round {}: llama-server alone {:.0} ms, llamactl start→running {:.0} ms",
-                round + 1,
-                bare_ms.last().copied().unwrap_or_default(),
-                api_ms.last().copied().unwrap_or_default()
-            );
-        }
-        let (b, a) = (median(&bare_ms), median(&api_ms));
-        let name = "cold start";
-        vec![
-            Row {
-                scenario: name.into(),
-                side: "llama-server alone".into(),
-                result: format!("spawn → /health 200: {b:.0} ms"),
-                vs_direct: String::new(),
-                vs_nginx: String::new(),
-            },
-            Row {
-                scenario: name.into(),
-                side: "llamactl API".into(),
-                result: format!("POST start → status running: {a:.0} ms"),
-                vs_direct: format!("{:+.0} ms", a - b),
-                vs_nginx: String::new(),
-            },
-        ]
+        let (b, a) = alternate(rig, "start→running", |rig| Box::pin(via_api(rig))).await;
+        rows(
+            "cold start",
+            b,
+            "llamactl API",
+            format!("POST start → status running: {a:.0} ms"),
+            a,
+        )
+    })
+}
+
+/// The first `/v1` request to a stopped instance, against a bare start; leaves it running.
+pub fn on_demand(rig: &Rig) -> BoxFuture<'_, Vec<Row>> {
+    Box::pin(async move {
+        let (b, a) = alternate(rig, "on-demand first request", |rig| {
+            Box::pin(via_on_demand(rig))
+        })
+        .await;
+        rows(
+            "cold start, on demand",
+            b,
+            "llamactl /v1",
+            format!("first chat request (1 token) answered: {a:.0} ms"),
+            a,
+        )
     })
 }

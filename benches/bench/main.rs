@@ -4,6 +4,7 @@
 //!
 //! Never a timed assertion: it measures and reports; the targets' verdicts are informational.
 
+mod auth;
 mod client;
 mod cold_start;
 mod llamactl;

@@ -29,7 +29,6 @@ pub enum Via {
     /// Through the baseline llamactl's instance proxy (only with `BENCH_BASELINE`).
     Baseline,
     /// To llamactl at the path as written (the OpenAI-compatible `/v1/...` routes).
-    #[allow(dead_code)] // for the `/v1` sides, added once issue 3's routes are merged
     Llamactl,
 }
 

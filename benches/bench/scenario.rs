@@ -85,8 +85,6 @@ pub enum Scenario {
     Stream(Stream),
     /// A named [`Measure`].
     Custom(&'static str, Measure),
-    /// Not measurable on this branch yet: a table line saying what it waits for.
-    Pending(&'static str, &'static str),
 }
 
 impl Scenario {
@@ -95,7 +93,7 @@ impl Scenario {
         match self {
             Scenario::Load(l) => l.name,
             Scenario::Stream(s) => s.name,
-            Scenario::Custom(name, _) | Scenario::Pending(name, _) => name,
+            Scenario::Custom(name, _) => name,
         }
     }
 
@@ -105,13 +103,6 @@ impl Scenario {
             Scenario::Load(l) => run_load(l, rig, report).await,
             Scenario::Stream(s) => run_stream(s, rig, report).await,
             Scenario::Custom(_, measure) => report.rows.extend(measure(rig).await),
-            Scenario::Pending(name, needs) => report.rows.push(Row {
-                scenario: (*name).into(),
-                side: "—".into(),
-                result: format!("pending: {needs}"),
-                vs_direct: String::new(),
-                vs_nginx: String::new(),
-            }),
         }
     }
 }

@@ -6,11 +6,13 @@
 //! - anything else: a function `fn(&Rig) -> BoxFuture<Vec<Row>>` in its own module, listed as
 //!   `Scenario::Custom`. Scenarios that stop or restart the instance go after the load ones.
 
+use crate::auth;
 use crate::client::Req;
 use crate::cold_start;
 use crate::memory;
+use crate::rig::Via;
 use crate::rig::INSTANCE;
-use crate::scenario::{Goal, Load, Scenario, Stream, DIRECT, NGINX, PROXY};
+use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, NGINX, PROXY};
 use serde_json::{json, Value};
 
 /// A short chat request; `model` names the instance, so llamactl's `/v1` routing can use it too
@@ -24,6 +26,12 @@ fn chat(max_tokens: u32, stream: bool) -> Value {
         "stream": stream,
     })
 }
+
+/// Through llamactl's OpenAI-compatible route, `model` picking the instance.
+const V1: Side = Side {
+    label: "llamactl /v1",
+    via: Via::Llamactl,
+};
 
 /// Everything `make bench` measures.
 pub fn all() -> Vec<Scenario> {
@@ -39,25 +47,20 @@ pub fn all() -> Vec<Scenario> {
             name: "POST chat, max_tokens 1",
             req: Req::post_json("/v1/chat/completions", &chat(1, false)),
             concurrency: &[1, 8],
-            // The lead adds `Side { label: "llamactl /v1", via: Via::Llamactl }` with issue 3.
-            sides: vec![DIRECT, PROXY],
+            sides: vec![DIRECT, PROXY, V1],
             goal: Goal::OfDirect(0.98),
         }),
         Scenario::Stream(Stream {
             name: "streamed chat, max_tokens 32",
             req: Req::post_json("/v1/chat/completions", &chat(32, true)),
-            // The lead adds the `/v1` side here too.
-            sides: vec![DIRECT, PROXY],
+            sides: vec![DIRECT, PROXY, V1],
         }),
-        Scenario::Pending(
+        Scenario::Custom(
             "auth: GET /v1/models, auth off / 1 key / 1,000 keys",
-            "needs issue 4 (keys in SQLite) and issue 3 (/v1/models)",
+            auth::keys,
         ),
         Scenario::Custom("cold start", cold_start::api_start),
-        Scenario::Pending(
-            "cold start, on-demand first request",
-            "needs issue 3 (on-demand start on POST /v1/*)",
-        ),
+        Scenario::Custom("cold start, on-demand first request", cold_start::on_demand),
         Scenario::Custom("memory and listing", memory::hundred_stopped),
     ]
 }
