@@ -4,6 +4,11 @@
 //! connection back once it is ready), URI and pool-key hashing, and a scheme/authority lookup: on
 //! 2 cores that was a tenth of the proxy's throughput. Here a connection goes back to its port's
 //! idle list the moment its response body ends; whoever takes it next waits for it to be ready.
+//!
+//! A connection is reused only where the backend will keep it: llama-server closes the connection
+//! right after a streamed (chunked) answer although it announces keep-alive, and it closes idle
+//! ones after its `Keep-Alive: timeout`. Sending on such a connection in the moment before hyper
+//! has seen the close loses the request, so those connections are not reused at all.
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -43,7 +48,41 @@ pub enum SendError {
 
 struct Idle {
     conn: SendRequest<Body>,
+    /// When it went idle, and how long the backend keeps it open from then.
     since: Instant,
+    keep: Duration,
+}
+
+/// How long an idle connection may be reused after `resp`, or `None` if it must not be: after a
+/// chunked answer, and when the backend asks to close. The backend's advertised keep-alive timeout
+/// (`Keep-Alive: timeout=N`) is trusted with a margin of a second, so the backend never closes a
+/// connection just as a request is sent on it.
+fn reusable_for(headers: &hyper::HeaderMap) -> Option<Duration> {
+    use hyper::header::{CONNECTION, TRANSFER_ENCODING};
+    let has = |name, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v: &hyper::header::HeaderValue| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            })
+    };
+    if has(TRANSFER_ENCODING, "chunked") || has(CONNECTION, "close") {
+        return None;
+    }
+    let advertised = headers
+        .get("keep-alive")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|p| p.trim().strip_prefix("timeout="))
+                .find_map(|n| n.trim().parse::<u64>().ok())
+        });
+    Some(match advertised {
+        Some(secs) => Duration::from_secs(secs.saturating_sub(1)).min(IDLE_TIMEOUT),
+        None => IDLE_TIMEOUT,
+    })
 }
 
 #[derive(Default)]
@@ -81,17 +120,20 @@ impl Pool {
             },
         };
         let (parts, body) = resp.into_parts();
-        let body = Returning {
-            body,
-            home: Some((conn, port, self.clone())),
-        };
+        let home = reusable_for(&parts.headers).map(|keep| Home {
+            conn,
+            port,
+            keep,
+            pool: self.clone(),
+        });
+        let body = Returning { body, home };
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
     /// A ready idle connection to `port`, or a new one.
     async fn checkout(&self, port: u16) -> Result<SendRequest<Body>, SendError> {
         while let Some(mut idle) = self.pop(port) {
-            if idle.conn.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
+            if idle.conn.is_closed() || idle.since.elapsed() >= idle.keep {
                 continue;
             }
             // Returned at the end of its body, it may need a moment to be ready for the next one.
@@ -107,23 +149,20 @@ impl Pool {
         idle.get_mut(&port).and_then(Vec::pop)
     }
 
-    fn checkin(&self, port: u16, conn: SendRequest<Body>) {
-        if conn.is_closed() {
+    fn checkin(&self, port: u16, conn: SendRequest<Body>, keep: Duration) {
+        if conn.is_closed() || keep.is_zero() {
             return;
         }
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(port).or_default();
-        // Oldest first: drop those that waited too long, so a backend that stopped being used does
-        // not keep sockets open forever.
-        let stale = list
-            .iter()
-            .take_while(|i| i.since.elapsed() > IDLE_TIMEOUT)
-            .count();
-        list.drain(..stale);
+        // Drop those that waited too long, so a backend that stopped being used does not keep
+        // sockets open forever.
+        list.retain(|i| i.since.elapsed() < i.keep && !i.conn.is_closed());
         if list.len() < MAX_IDLE_PER_PORT {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
+                keep,
             });
         }
     }
@@ -148,16 +187,25 @@ impl Pool {
     }
 }
 
-/// A backend's response body that gives its connection back to the pool once read to the end.
+/// Where a connection goes back to, and for how long it stays usable there.
+struct Home {
+    conn: SendRequest<Body>,
+    port: u16,
+    keep: Duration,
+    pool: Pool,
+}
+
+/// A backend's response body that gives its connection back to the pool once read to the end
+/// (if the connection may be reused).
 struct Returning {
     body: Incoming,
-    home: Option<(SendRequest<Body>, u16, Pool)>,
+    home: Option<Home>,
 }
 
 impl Returning {
     fn go_home(&mut self) {
-        if let Some((conn, port, pool)) = self.home.take() {
-            pool.checkin(port, conn);
+        if let Some(home) = self.home.take() {
+            home.pool.checkin(home.port, home.conn, home.keep);
         }
     }
 }
@@ -193,5 +241,101 @@ impl Drop for Returning {
         if hyper::body::Body::is_end_stream(&self.body) {
             self.go_home();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use hyper::header::HeaderValue;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Response headers, and the seconds a connection may then stay idle (`None`: not reused).
+    type Case = (&'static [(&'static str, &'static str)], Option<u64>);
+
+    #[test]
+    fn reuse_follows_what_the_backend_will_keep() {
+        let cases: &[Case] = &[
+            (&[("content-length", "2")], Some(IDLE_TIMEOUT.as_secs())),
+            (&[("keep-alive", "timeout=5, max=100")], Some(4)),
+            (&[("keep-alive", "max=100, timeout=1")], Some(0)),
+            (&[("transfer-encoding", "chunked")], None),
+            (&[("connection", "keep-alive, Close")], None),
+        ];
+        for (headers, want) in cases {
+            let mut map = hyper::HeaderMap::new();
+            for (name, value) in *headers {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            let got = reusable_for(&map).map(|d| d.as_secs());
+            assert_eq!(got, *want, "{headers:?}");
+        }
+    }
+
+    /// Answers each request on a connection (with `answer`), keeping the connection open unless
+    /// `close_after` is set, in which case it closes it a moment later without having said so, as
+    /// llama-server does after a streamed answer. Counts connections.
+    async fn backend(answer: &'static str, close_after: bool) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 || socket.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                        if close_after {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    async fn get(pool: &Pool, port: u16) -> String {
+        let req = Request::get("/").body(Body::empty()).unwrap();
+        let resp = pool.send(port, req).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_s_connection_is_not_reused() {
+        let (port, accepted) = backend(
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            true,
+        )
+        .await;
+        let pool = Pool::default();
+        for _ in 0..5 {
+            assert_eq!(get(&pool, port).await, "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_sized_answer_s_connection_is_reused() {
+        let (port, accepted) = backend(
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        )
+        .await;
+        let pool = Pool::default();
+        for _ in 0..5 {
+            assert_eq!(get(&pool, port).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }
