@@ -145,6 +145,11 @@ pub async fn stream(target: &Target, timeout: Duration) -> Result<Streamed, Stri
             .await
             .map_err(|e| e.to_string())?;
         let status = resp.status();
+        if !status.is_success() {
+            let text = resp.into_body().collect().await.map(|b| b.to_bytes());
+            let text = text.map_or_else(|e| e.to_string(), |b| String::from_utf8_lossy(&b).into());
+            return Err(format!("HTTP {status}: {text}"));
+        }
         let mut body = resp.into_body();
         let mut pending = Vec::new();
         let (mut events, mut reads, mut first_event) = (0, 0, None);

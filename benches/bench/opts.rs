@@ -18,7 +18,8 @@ pub struct Opts {
     pub window: Duration,
     /// Unmeasured seconds before each window (`BENCH_WARMUP`, default 0.5).
     pub warmup: Duration,
-    /// Only scenarios whose name contains this (`BENCH_ONLY`), for quick runs while developing.
+    /// Only scenarios whose name contains one of these comma-separated parts (`BENCH_ONLY`), for
+    /// quick runs while developing.
     pub only: Option<String>,
     /// The Markdown file the results go into (`BENCH_OUT`, default `docs/benchmarks.md`).
     pub out: PathBuf,
@@ -67,6 +68,8 @@ impl Opts {
 
     /// True if the scenario named `name` should run.
     pub fn wants(&self, name: &str) -> bool {
-        self.only.as_deref().is_none_or(|o| name.contains(o))
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|part| name.contains(part.trim())))
     }
 }

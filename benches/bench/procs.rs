@@ -1,7 +1,7 @@
 //! Processes the bench starts (llamactl, nginx, a bare llama-server): each is stopped when its guard
 //! drops, so an error, a panic or Ctrl-C leaves nothing running.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -78,18 +78,30 @@ impl Drop for Guard {
     }
 }
 
-/// Reads `stderr` on a thread, keeping every line, until a line contains `marker`; returns the text
-/// after the marker, or `None` if the stream ends or `timeout` passes first.
+/// Reads `stderr` on a thread to its end (appending it to `$BENCH_LOG` if set) and returns the
+/// text after `marker` on the first line that has it, or `None` if the stream ends or `timeout`
+/// passes first.
 pub fn wait_for_line(
     stderr: impl Read + Send + 'static,
     marker: &'static str,
     timeout: Duration,
 ) -> Option<String> {
     let (tx, rx) = mpsc::channel();
+    // BENCH_LOG=<file> keeps every line (e.g. llamactl's errors behind a 502) for after the run.
+    let mut log = std::env::var("BENCH_LOG").ok().and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if let Some(file) = log.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
             if !sent {
                 if let Some(rest) = line.split(marker).nth(1) {
                     let _ = tx.send(rest.trim().to_string());
