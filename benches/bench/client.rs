@@ -136,8 +136,8 @@ pub struct Streamed {
 
 /// Sends one request on a fresh connection and follows its server-sent events to the end.
 pub async fn stream(target: &Target, timeout: Duration) -> Result<Streamed, String> {
-    let mut conn = connect(target.addr).await?;
     let run = async {
+        let mut conn = connect(target.addr).await?;
         conn.ready().await.map_err(|e| e.to_string())?;
         let started = Instant::now();
         let resp = conn

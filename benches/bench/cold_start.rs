@@ -39,11 +39,12 @@ async fn healthy(addr: SocketAddr) -> bool {
         key: None,
         req: Req::get("/health"),
     };
-    let Ok(mut conn) = client::connect(addr).await else {
-        return false;
+    let probe = async {
+        let mut conn = client::connect(addr).await?;
+        client::exchange(&mut conn, &target).await
     };
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), client::exchange(&mut conn, &target)).await,
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
         Ok(Ok(a)) if a.status.is_success()
     )
 }

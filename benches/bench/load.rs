@@ -79,9 +79,13 @@ async fn worker(target: Arc<Target>, from: Instant, until: Instant) -> Tally {
     let mut conn: Option<client::Conn> = None;
     let mut sent = 0;
     while Instant::now() < until && sent < MAX_REQUESTS_PER_WORKER {
+        let deadline = tokio::time::Instant::from_std(until + DRAIN);
         let open = match conn.take() {
             Some(c) if !c.is_closed() => c,
-            _ => match client::connect(target.addr).await {
+            _ => match tokio::time::timeout_at(deadline, client::connect(target.addr))
+                .await
+                .unwrap_or_else(|_| Err("connect did not finish after the window".into()))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tally.fail(Instant::now() >= from, e);
@@ -93,7 +97,6 @@ async fn worker(target: Arc<Target>, from: Instant, until: Instant) -> Tally {
         let mut open = open;
         sent += 1;
         let began = Instant::now();
-        let deadline = tokio::time::Instant::from_std(until + DRAIN);
         let answer = tokio::time::timeout_at(deadline, client::exchange(&mut open, &target)).await;
         let done = Instant::now();
         let counted = done >= from && done <= until;

@@ -246,6 +246,13 @@ async fn run_stream(s: &Stream, rig: &Rig, report: &mut Report) {
         .iter()
         .map(|side| rig.target(side.via, &s.req))
         .collect();
+    // One unmeasured answer per side first: the first completion after start-up (or after other
+    // requests) pays for filling llama-server's prompt cache, whichever side sends it.
+    for (target, side) in targets.iter().zip(&sides) {
+        if let Err(e) = client::stream(target, STREAM_TIMEOUT).await {
+            panic!("{}: {} failed in warm-up: {e}", s.name, side.label);
+        }
+    }
     // got[side] = one answer per round
     let mut got: Vec<Vec<Streamed>> = vec![Vec::new(); sides.len()];
     for round in 0..rig.opts.rounds {
