@@ -485,3 +485,60 @@ async fn swagger_documents_only_routes_that_exist() {
         }
     }
 }
+
+/// What a browser sees: preflights and cross-origin answers carry CORS headers for allowed origins
+/// only, on the API and through the proxy alike; every answer says it varies by `Origin`.
+#[tokio::test]
+async fn cors_answers_allowed_origins_only() {
+    let server = TestServer::start(
+        Options::fake().with_env("LLAMACTL_ALLOWED_ORIGINS", "https://ui.example"),
+    )
+    .await;
+    let (code, _) = server.create("c", json!({"model": "/m.gguf"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    server.wait_status("c", "running", READY).await;
+
+    let client = reqwest::Client::new();
+    for path in ["/api/v1/instances", "/api/v1/instances/c/proxy/health"] {
+        let url = format!("{}{path}", server.base);
+        let preflight = client
+            .request(Method::OPTIONS, &url)
+            .header("origin", "https://ui.example")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert!(preflight.status().is_success(), "{path}: {preflight:?}");
+        let h = preflight.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://ui.example");
+        assert!(h.contains_key("access-control-allow-methods"), "{path}");
+        assert!(h.contains_key("access-control-allow-headers"), "{path}");
+
+        for (origin, allowed) in [
+            (Some("https://ui.example"), true),
+            (Some("https://evil.example"), false),
+            (None, false),
+        ] {
+            let mut req = client.get(&url).bearer_auth(ADMIN_KEY);
+            if let Some(origin) = origin {
+                req = req.header("origin", origin);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path} {origin:?}");
+            let h = resp.headers();
+            assert_eq!(
+                h.get("access-control-allow-origin")
+                    .map(|v| v.to_str().unwrap()),
+                allowed.then_some("https://ui.example"),
+                "{path} {origin:?}"
+            );
+            let vary: Vec<_> = h.get_all("vary").iter().collect();
+            assert!(
+                vary.iter()
+                    .any(|v| v.to_str().unwrap().to_lowercase().contains("origin")),
+                "{path} {origin:?}: {vary:?}"
+            );
+        }
+    }
+}
