@@ -111,7 +111,7 @@ pub async fn forward(
     // The body is complete already; a backend must not wait to invite it.
     parts.headers.remove(header::EXPECT);
     let req = Request::from_parts(parts, Body::from(body));
-    let resp = proxy::forward(http, port, &target, req).await?;
+    let resp = proxy::forward(http, port, target, req).await?;
     Ok(proxy::hold_while_sending(resp, in_flight))
 }
 

@@ -60,7 +60,7 @@ async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<R
         target.push('?');
         target.push_str(query);
     }
-    let resp = crate::proxy::forward(&state.http, port, &target, req).await?;
+    let resp = crate::proxy::forward(&state.http, port, target, req).await?;
     Ok(crate::proxy::hold_while_sending(resp, in_flight))
 }
 

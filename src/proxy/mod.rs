@@ -77,15 +77,15 @@ fn strip_hop_headers(headers: &mut HeaderMap) {
 }
 
 /// Sends `req` to `http://127.0.0.1:<port><path_and_query>` and returns the streaming response.
+/// (`path_and_query` is taken by value: the URI then keeps its buffer instead of copying it.)
 pub async fn forward(
     client: &HttpClient,
     port: u16,
-    path_and_query: &str,
+    path_and_query: String,
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     let (mut parts, body) = req.into_parts();
-    parts.uri = path_and_query
-        .parse::<Uri>()
+    parts.uri = Uri::try_from(path_and_query)
         .map_err(|e| Error::BadRequest(format!("invalid path: {e}")))?;
     strip_hop_headers(&mut parts.headers);
     parts.headers.remove(header::AUTHORIZATION);

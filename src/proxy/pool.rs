@@ -156,12 +156,13 @@ impl Pool {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(port).or_default();
         // Drop those that waited too long, so a backend that stopped being used does not keep
-        // sockets open forever.
-        list.retain(|i| i.since.elapsed() < i.keep && !i.conn.is_closed());
+        // sockets open forever. One clock read for the whole list: this runs for every request.
+        let now = Instant::now();
+        list.retain(|i| now.duration_since(i.since) < i.keep && !i.conn.is_closed());
         if list.len() < MAX_IDLE_PER_PORT {
             list.push(Idle {
                 conn,
-                since: Instant::now(),
+                since: now,
                 keep,
             });
         }
