@@ -6,8 +6,6 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
 use crate::supervisor::Supervisor;
-use axum::serve::ListenerExt;
-use axum::ServiceExt;
 use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -105,26 +103,13 @@ impl Application {
         let auth = self.state.auth.clone();
         let upkeep = auth.spawn_upkeep();
         let service = http::service(self.state);
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        // Streamed answers go out chunk by chunk: with Nagle's algorithm a chunk could wait for the
-        // client's ACK of the previous one (up to its delayed-ACK timeout).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                    SocketAddr,
-                >(service),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(crate::workers::serve(
+            self.listener,
+            service,
+            crate::workers::default_count(),
+            stop_rx,
+        ));
         shutdown.await;
         tracing::info!("shutting down: stopping instances");
         let _ = stop_tx.send(true);
@@ -134,7 +119,7 @@ impl Application {
         auth.flush().await;
         match drained {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(e.into()),
+            Ok(Ok(Err(e))) => return Err(e),
             Ok(Err(e)) => return Err(Error::Internal(format!("server task failed: {e}"))),
             Err(_) => tracing::warn!("open connections did not finish in time; closing them"),
         }

@@ -14,6 +14,7 @@ pub mod openai;
 pub mod proxy;
 pub mod supervisor;
 pub mod timestamp;
+pub mod workers;
 
 pub use app::Application;
 pub use config::Config;

@@ -85,9 +85,13 @@ fn reusable_for(headers: &hyper::HeaderMap) -> Option<Duration> {
     })
 }
 
+/// Idle connections by backend port and HTTP worker (see `crate::workers`): a connection's
+/// driver runs on the worker that opened it, so it is reused there only.
+type Key = (u16, usize);
+
 #[derive(Default)]
 struct Inner {
-    idle: Mutex<HashMap<u16, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
 }
 
 /// Pooled connections to every backend; cheap to clone.
@@ -122,7 +126,7 @@ impl Pool {
         let (parts, body) = resp.into_parts();
         let home = reusable_for(&parts.headers).map(|keep| Home {
             conn,
-            port,
+            key: (port, crate::workers::current()),
             keep,
             pool: self.clone(),
         });
@@ -146,15 +150,16 @@ impl Pool {
 
     fn pop(&self, port: u16) -> Option<Idle> {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get_mut(&port).and_then(Vec::pop)
+        idle.get_mut(&(port, crate::workers::current()))
+            .and_then(Vec::pop)
     }
 
-    fn checkin(&self, port: u16, conn: SendRequest<Body>, keep: Duration) {
+    fn checkin(&self, key: Key, conn: SendRequest<Body>, keep: Duration) {
         if conn.is_closed() || keep.is_zero() {
             return;
         }
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(port).or_default();
+        let list = idle.entry(key).or_default();
         // Drop those that waited too long, so a backend that stopped being used does not keep
         // sockets open forever. One clock read for the whole list: this runs for every request.
         let now = Instant::now();
@@ -191,7 +196,7 @@ impl Pool {
 /// Where a connection goes back to, and for how long it stays usable there.
 struct Home {
     conn: SendRequest<Body>,
-    port: u16,
+    key: Key,
     keep: Duration,
     pool: Pool,
 }
@@ -206,7 +211,7 @@ struct Returning {
 impl Returning {
     fn go_home(&mut self) {
         if let Some(home) = self.home.take() {
-            home.pool.checkin(home.port, home.conn, home.keep);
+            home.pool.checkin(home.key, home.conn, home.keep);
         }
     }
 }

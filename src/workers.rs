@@ -1,0 +1,285 @@
+//! Serving HTTP on one single-threaded runtime per core, fed connections by one acceptor.
+//!
+//! This is nginx's shape: a connection, and the backend connections its requests use, are handled
+//! start to end on one thread. On tokio's work-stealing runtime the tasks of one proxied request
+//! (the client's connection, the backend connection's driver) wake each other across threads,
+//! which costs futex calls and cache misses; with one runtime per thread they never leave it.
+//! Measured on the proxy's hot path, that was about a seventh of llamactl's CPU per request
+//! (see docs/benchmarks.md).
+//!
+//! The acceptor hands connections out in turn, so the load spreads evenly even when clients open
+//! all their connections at once. Control-plane work (the supervisor, the database) stays on the
+//! main runtime; handlers reach it through channels, which work across runtimes.
+
+use crate::error::{Error, Result};
+use axum::extract::{ConnectInfo, Request};
+use axum::serve::{IncomingStream, Listener};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+thread_local! {
+    /// Which HTTP worker this thread is (1-based), or 0 outside them.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The HTTP worker the calling thread is (1-based), 0 for any other thread. The backend pool keeps
+/// each worker's connections apart, so a connection is driven where it is used.
+pub fn current() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// How many HTTP workers to run: one per core the process may use.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A connection handed to a worker, with its peer's address.
+type Handoff = (std::net::TcpStream, SocketAddr);
+
+/// A worker's side of the hand-off: what `axum::serve` accepts from.
+struct Feed {
+    rx: mpsc::UnboundedReceiver<Handoff>,
+    local: SocketAddr,
+}
+
+impl Listener for Feed {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.rx.recv().await {
+                // Registers the socket with this worker's reactor.
+                Some((stream, peer)) => match TcpStream::from_std(stream) {
+                    Ok(io) => return (io, peer),
+                    Err(e) => tracing::debug!(error = %e, "cannot adopt a connection"),
+                },
+                // The acceptor has stopped; the graceful shutdown ends this server.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// Makes each connection's service: [`WithPeer`].
+#[derive(Clone)]
+struct PerConnection<S>(S);
+
+impl<S: Clone> tower::Service<IncomingStream<'_, Feed>> for PerConnection<S> {
+    type Response = WithPeer<S>;
+    type Error = Infallible;
+    type Future = std::future::Ready<std::result::Result<WithPeer<S>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: IncomingStream<'_, Feed>) -> Self::Future {
+        std::future::ready(Ok(WithPeer {
+            inner: self.0.clone(),
+            peer: ConnectInfo(*conn.remote_addr()),
+        }))
+    }
+}
+
+/// `inner` with the peer's address in each request's extensions as `ConnectInfo`, as axum's
+/// `into_make_service_with_connect_info` does (the failed-auth limiter keys on it).
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: ConnectInfo<SocketAddr>,
+}
+
+impl<S> tower::Service<Request> for WithPeer<S>
+where
+    S: tower::Service<Request>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> S::Future {
+        req.extensions_mut().insert(self.peer);
+        self.inner.call(req)
+    }
+}
+
+/// Completes once `stop` is true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Serves `svc` on `listener` with `count` worker threads until `stop` turns true, then lets open
+/// connections finish (the caller bounds how long it waits).
+pub async fn serve<S>(
+    listener: TcpListener,
+    svc: S,
+    count: usize,
+    stop: watch::Receiver<bool>,
+) -> Result<()>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let local = listener.local_addr()?;
+    let mut feeds = Vec::with_capacity(count);
+    let mut ended = Vec::with_capacity(count);
+    for index in 1..=count.max(1) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done, finished) = oneshot::channel();
+        let (svc, stop) = (svc.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("llamactl-http-{index}"))
+            .spawn(move || {
+                let _ = done.send(run_worker(index, Feed { rx, local }, svc, stop));
+            })
+            .map_err(|e| Error::Failed(format!("cannot start an HTTP worker thread: {e}")))?;
+        feeds.push(tx);
+        ended.push(finished);
+    }
+    accept(&listener, &feeds, stop).await;
+    drop(feeds);
+    for finished in ended {
+        match finished.await {
+            Ok(result) => result?,
+            Err(_) => return Err(Error::Internal("an HTTP worker thread panicked".into())),
+        }
+    }
+    Ok(())
+}
+
+/// One worker: a single-threaded runtime serving what its feed brings.
+fn run_worker<S>(index: usize, feed: Feed, svc: S, stop: watch::Receiver<bool>) -> Result<()>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    WORKER.with(|w| w.set(index));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start an HTTP worker runtime: {e}")))?;
+    let served = runtime.block_on(async move {
+        axum::serve(feed, PerConnection(svc))
+            .with_graceful_shutdown(stopped(stop))
+            .await
+    });
+    // Whatever is still running there (a key check on the blocking pool) gets a moment to end.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(served?)
+}
+
+/// Accepts until `stop`, handing connections to the workers in turn.
+async fn accept(
+    listener: &TcpListener,
+    feeds: &[mpsc::UnboundedSender<Handoff>],
+    stop: watch::Receiver<bool>,
+) {
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of descriptors and the like: pause instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Streamed answers go out chunk by chunk: with Nagle's algorithm a chunk could wait for
+        // the client's ACK of the previous one (up to its delayed-ACK timeout).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        match stream.into_std() {
+            Ok(stream) => {
+                let _ = feeds[next].send((stream, peer));
+                next = (next + 1) % feeds.len();
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot hand a connection over"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One request on its own connection; the answer's body.
+    async fn get_once(addr: SocketAddr) -> String {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        answer
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_every_worker_in_turn_and_shutdown_ends_them() {
+        // Each answer names the worker thread that served it, and the peer it saw.
+        let app = axum::Router::new().route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                format!("{} {}", current(), peer.ip())
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, app, 3, stop_rx));
+
+        let mut workers = Vec::new();
+        for _ in 0..6 {
+            let answer = get_once(addr).await;
+            let (worker, peer) = answer.split_once(' ').unwrap();
+            assert_eq!(peer, "127.0.0.1");
+            workers.push(worker.parse::<usize>().unwrap());
+        }
+        assert_eq!(workers, [1, 2, 3, 1, 2, 3]);
+
+        stop_tx.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), server).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    }
+}
