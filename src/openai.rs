@@ -83,6 +83,21 @@ pub fn model_of(body: &[u8]) -> Result<String> {
     }
 }
 
+/// Bodies up to this size are parsed for `model` in place; larger ones (inline images) on the
+/// blocking pool, so that other connections of the same HTTP worker are not held up meanwhile.
+const INLINE_PARSE_LIMIT: usize = 256 * 1024;
+
+/// [`model_of`], off the async thread for large bodies.
+async fn routed_model(body: &Bytes) -> Result<String> {
+    if body.len() <= INLINE_PARSE_LIMIT {
+        return model_of(body);
+    }
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || model_of(&body))
+        .await
+        .map_err(|e| Error::Internal(format!("routing a request failed: {e}")))?
+}
+
 /// Sends one request to the instance its body names (starting it on demand, on behalf of `caller`)
 /// and returns the streaming answer; the instance counts as busy until the answer is sent.
 /// A key limited to other instances gets 403 before anything is looked up.
@@ -93,7 +108,7 @@ pub async fn forward(
     mut parts: Parts,
     body: Bytes,
 ) -> Result<Response<Body>> {
-    let model = model_of(&body)?;
+    let model = routed_model(&body).await?;
     caller.ensure_instance(&model)?;
     let (port, in_flight) =
         supervisor
