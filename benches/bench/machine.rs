@@ -57,7 +57,7 @@ pub fn describe(opts: &Opts) -> String {
     format!(
         "Measured {date} on {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}.\n\
          llama-server `{llama}`, model `{model}` (ctx 512, 1 thread); {nginx} with {cores} worker \
-         processes (llamactl's runtime also has {cores} threads); llamactl `{commit}`, release build.\n\
+         processes (llamactl also serves HTTP on {cores} threads); llamactl `{commit}`, release build.\n\
          {rounds} rounds; in each, every side runs {window:.1} s after {warmup:.1} s of warm-up, in \
          rotating order. Figures are medians across rounds; ratios and differences are medians of \
          the per-round ones.\n",
