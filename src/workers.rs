@@ -116,6 +116,29 @@ where
     }
 }
 
+/// What the workers serve: the whole HTTP service, shared by every worker thread.
+pub trait HttpService:
+    tower::Service<Request, Response = axum::response::Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Completes once `stop` is true (or its sender is gone).
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
@@ -123,23 +146,12 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// Serves `svc` on `listener` with `count` worker threads until `stop` turns true, then lets open
 /// connections finish (the caller bounds how long it waits).
-pub async fn serve<S>(
+pub async fn serve<S: HttpService>(
     listener: TcpListener,
     svc: S,
     count: usize,
     stop: watch::Receiver<bool>,
-) -> Result<()>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-{
+) -> Result<()> {
     let local = listener.local_addr()?;
     let mut feeds = Vec::with_capacity(count);
     let mut ended = Vec::with_capacity(count);
@@ -168,18 +180,12 @@ where
 }
 
 /// One worker: a single-threaded runtime serving what its feed brings.
-fn run_worker<S>(index: usize, feed: Feed, svc: S, stop: watch::Receiver<bool>) -> Result<()>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-{
+fn run_worker<S: HttpService>(
+    index: usize,
+    feed: Feed,
+    svc: S,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
     WORKER.with(|w| w.set(index));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
