@@ -104,17 +104,28 @@ impl Application {
         let upkeep = auth.spawn_upkeep();
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(crate::workers::serve(
+        let mut server = tokio::spawn(crate::workers::serve(
             self.listener,
             service,
             crate::workers::default_count(),
             stop_rx,
         ));
-        shutdown.await;
-        tracing::info!("shutting down: stopping instances");
+        // A server that can no longer serve ends llamactl too (stopping its children), rather
+        // than leaving it running deaf.
+        let ended_early = tokio::select! {
+            _ = shutdown => None,
+            ended = &mut server => Some(ended),
+        };
+        match ended_early {
+            None => tracing::info!("shutting down: stopping instances"),
+            Some(_) => tracing::error!("the HTTP server stopped; shutting down"),
+        }
         let _ = stop_tx.send(true);
         supervisor.shutdown().await;
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, server).await;
+        let drained = match ended_early {
+            Some(ended) => Ok(ended),
+            None => tokio::time::timeout(DRAIN_TIMEOUT, server).await,
+        };
         upkeep.abort();
         auth.flush().await;
         match drained {

@@ -229,12 +229,24 @@ async fn accept(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        match stream.into_std() {
-            Ok(stream) => {
-                let _ = feeds[next].send((stream, peer));
-                next = (next + 1) % feeds.len();
+        let mut unsent = match stream.into_std() {
+            Ok(stream) => Some((stream, peer)),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hand a connection over");
+                continue;
             }
-            Err(e) => tracing::debug!(error = %e, "cannot hand a connection over"),
+        };
+        // A worker whose runtime could not start has dropped its feed: the next one takes over.
+        for _ in 0..feeds.len() {
+            let Some(conn) = unsent.take() else { break };
+            if let Err(mpsc::error::SendError(conn)) = feeds[next].send(conn) {
+                unsent = Some(conn);
+            }
+            next = (next + 1) % feeds.len();
+        }
+        if unsent.is_some() {
+            tracing::error!("every HTTP worker has stopped; no longer accepting connections");
+            return;
         }
     }
 }
