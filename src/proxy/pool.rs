@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per backend; more are closed when they come back.
+/// Idle connections kept per backend and HTTP worker; more are closed when they come back.
 const MAX_IDLE_PER_PORT: usize = 256;
 
 /// Why a request could not be sent or answered.
@@ -110,7 +110,9 @@ impl Pool {
     /// Sends `req` (origin-form URI, `Host` set by the caller) to `127.0.0.1:<port>`. The answer's
     /// body streams; its connection returns to the pool when the body has been read to the end.
     pub async fn send(&self, port: u16, req: Request<Body>) -> Result<Response<Body>, SendError> {
-        let mut conn = self.checkout(port).await?;
+        // Computed once: the connection comes from, and goes back to, this worker's list.
+        let key = (port, crate::workers::current());
+        let mut conn = self.checkout(key).await?;
         let resp = match conn.try_send_request(req).await {
             Ok(resp) => resp,
             // A pooled connection the backend closed just now fails before anything is written;
@@ -126,7 +128,7 @@ impl Pool {
         let (parts, body) = resp.into_parts();
         let home = reusable_for(&parts.headers).map(|keep| Home {
             conn,
-            key: (port, crate::workers::current()),
+            key,
             keep,
             pool: self.clone(),
         });
@@ -134,9 +136,9 @@ impl Pool {
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
-    /// A ready idle connection to `port`, or a new one.
-    async fn checkout(&self, port: u16) -> Result<SendRequest<Body>, SendError> {
-        while let Some(mut idle) = self.pop(port) {
+    /// A ready idle connection for `key`, or a new one to its port.
+    async fn checkout(&self, key: Key) -> Result<SendRequest<Body>, SendError> {
+        while let Some(mut idle) = self.pop(key) {
             if idle.conn.is_closed() || idle.since.elapsed() >= idle.keep {
                 continue;
             }
@@ -145,13 +147,12 @@ impl Pool {
                 return Ok(idle.conn);
             }
         }
-        self.connect(port).await
+        self.connect(key.0).await
     }
 
-    fn pop(&self, port: u16) -> Option<Idle> {
+    fn pop(&self, key: Key) -> Option<Idle> {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get_mut(&(port, crate::workers::current()))
-            .and_then(Vec::pop)
+        idle.get_mut(&key).and_then(Vec::pop)
     }
 
     fn checkin(&self, key: Key, conn: SendRequest<Body>, keep: Duration) {
