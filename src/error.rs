@@ -116,6 +116,13 @@ impl IntoResponse for Error {
     }
 }
 
+/// Work on the blocking pool that panicked (or was cancelled).
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("background task failed: {e}"))
+    }
+}
+
 impl From<JsonRejection> for Error {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();

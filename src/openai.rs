@@ -93,9 +93,7 @@ async fn routed_model(body: &Bytes) -> Result<String> {
         return model_of(body);
     }
     let body = body.clone();
-    tokio::task::spawn_blocking(move || model_of(&body))
-        .await
-        .map_err(|e| Error::Internal(format!("routing a request failed: {e}")))?
+    tokio::task::spawn_blocking(move || model_of(&body)).await?
 }
 
 /// Sends one request to the instance its body names (starting it on demand, on behalf of `caller`)

@@ -76,9 +76,7 @@ impl Hasher {
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::Internal(format!("hash task failed: {e}")))?
+        tokio::task::spawn_blocking(work).await?
     }
 }
 

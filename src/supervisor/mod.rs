@@ -384,11 +384,7 @@ impl Supervisor {
     pub async fn logs(&self, name: &str, lines: Option<usize>) -> Result<String> {
         self.instance(name)?;
         let file = logs::path(&self.shared.logs_dir, name);
-        Ok(
-            tokio::task::spawn_blocking(move || logs::tail(&file, lines))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??,
-        )
+        Ok(tokio::task::spawn_blocking(move || logs::tail(&file, lines)).await??)
     }
 
     /// Stops every child, keeping each instance's desired state for the next boot.
