@@ -74,6 +74,14 @@ impl Options {
     }
 }
 
+/// An answer's status and body: JSON if it parses, else the text as a JSON string.
+async fn status_and_body(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
 /// A running `llamactl` process.
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`.
@@ -220,18 +228,20 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
+        let mut req = self.request(key, method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
+        status_and_body(req.send().await.expect("request")).await
+    }
+
+    /// A request to `path` with the given key (or none), ready to add to and send.
+    fn request(&self, key: Option<&str>, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.client.request(method, format!("{}{path}", self.base));
+        match key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        }
     }
 
     /// `POST /api/v1/instances/{name}`.
@@ -314,9 +324,7 @@ impl TestServer {
             "fake_chunk_delay": chunk_delay,
             "messages": [{"role": "user", "content": "hi"}]
         });
-        self.client
-            .post(format!("{}/v1/chat/completions", self.base))
-            .bearer_auth(INFERENCE_KEY)
+        self.request(Some(INFERENCE_KEY), Method::POST, "/v1/chat/completions")
             .json(&body)
             .send()
             .await
@@ -332,21 +340,13 @@ impl TestServer {
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
         let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(key, Method::POST, path)
             .header("content-type", "application/json")
             .body(body);
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
+        status_and_body(req.send().await.expect("request")).await
     }
 
     /// The lifecycle history of one instance, oldest first, from `GET /api/v1/instances/{name}/history`.
@@ -569,11 +569,10 @@ impl TestServer {
 
     /// Sends a request with the given key (or none) and returns the raw response.
     pub async fn raw(&self, key: Option<&str>, method: Method, path: &str) -> reqwest::Response {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        req.send().await.expect("request")
+        self.request(key, method, path)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// `DELETE /api/v1/auth/keys/{id}` with the admin key; returns the status.
