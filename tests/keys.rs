@@ -290,7 +290,9 @@ async fn revocation_takes_effect_on_the_next_request() {
 #[tokio::test]
 async fn an_expired_key_is_refused_with_401() {
     let server = TestServer::start(Options::fake()).await;
-    let expires_at = chrono::Utc::now().timestamp() + 2;
+    // Short, so the test is quick; nothing below depends on it being long enough.
+    const LIFETIME_SECS: i64 = 5;
+    let expires_at = chrono::Utc::now().timestamp() + LIFETIME_SECS;
     let (token, id) = server
         .new_key(json!({"name": "brief", "kind": "inference", "expires_at": expires_at}))
         .await;
@@ -302,8 +304,12 @@ async fn an_expired_key_is_refused_with_401() {
             None,
         )
         .await;
-    assert_ne!(code, StatusCode::UNAUTHORIZED, "refused before expiry");
-    eventually_async("the key to expire", Duration::from_secs(10), || async {
+    // Judged only if the answer came before the expiry: a busy machine may take longer than the
+    // key's lifetime to get here, and that says nothing about llamactl.
+    if chrono::Utc::now().timestamp() < expires_at {
+        assert_ne!(code, StatusCode::UNAUTHORIZED, "refused before expiry");
+    }
+    eventually_async("the key to expire", Duration::from_secs(30), || async {
         let (code, body) = server
             .call_as(
                 Some(&token),
