@@ -63,10 +63,17 @@ impl Application {
         if let Some(token) = auth.first_boot().await? {
             bootstrap::announce(&token);
         }
-        let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
-        let listener = TcpListener::bind(&addr)
+        let (host, port) = (cfg.listen_host(), cfg.server.port);
+        let listener = TcpListener::bind((host, port))
             .await
-            .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| Error::Failed(format!("cannot listen on {host} port {port}: {e}")))?;
+        if cfg.auth_is_off() && !listener.local_addr()?.ip().is_loopback() {
+            tracing::warn!(
+                host,
+                "auth is off and llamactl listens beyond loopback: anyone who can reach this \
+                 port can run and stop instances"
+            );
+        }
         let http_client = crate::proxy::client();
         let supervisor = Supervisor::new(cfg.clone(), db.clone(), http_client.clone())?;
         supervisor.restore().await?;

@@ -63,12 +63,16 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address to bind.
-    pub host: String,
+    /// Address to bind; unset means every interface, or loopback only while any auth is off
+    /// (see [`Config::listen_host`]).
+    pub host: Option<String>,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
-    /// CORS origins; `*` allows any.
+    /// CORS origins; none by default, `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// Host names (besides IP literals and `localhost`) requests may be addressed to; checked
+    /// while any auth is off, and always once the list is not empty (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
     /// Serve the OpenAPI document under `/swagger/`.
     pub enable_swagger: bool,
 }
@@ -230,9 +234,10 @@ impl Default for Config {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            host: "0.0.0.0".into(),
+            host: None,
             port: 8080,
-            allowed_origins: vec!["*".into()],
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             enable_swagger: false,
         }
     }
@@ -360,12 +365,16 @@ type Setter = fn(&mut Config, &str) -> Result<(), String>;
 /// Every supported environment variable and how it changes the configuration.
 const ENV_VARS: &[(&str, Setter)] = &[
     ("LLAMACTL_HOST", |c, v| {
-        c.server.host = v.to_string();
+        c.server.host = Some(v.to_string());
         Ok(())
     }),
     ("LLAMACTL_PORT", |c, v| parse_into(v, &mut c.server.port)),
     ("LLAMACTL_ALLOWED_ORIGINS", |c, v| {
         c.server.allowed_origins = split_list(v);
+        Ok(())
+    }),
+    ("LLAMACTL_ALLOWED_HOSTS", |c, v| {
+        c.server.allowed_hosts = split_list(v);
         Ok(())
     }),
     ("LLAMACTL_ENABLE_SWAGGER", |c, v| {
@@ -538,6 +547,22 @@ impl Config {
         Ok(())
     }
 
+    /// True while the management or the inference API is open to callers without a key.
+    pub fn auth_is_off(&self) -> bool {
+        !self.auth.require_management_auth || !self.auth.require_inference_auth
+    }
+
+    /// The address to listen on: the configured one, else every interface while auth is on and
+    /// loopback only while it is off (an open API must not be reachable from the network unless
+    /// the operator says so).
+    pub fn listen_host(&self) -> &str {
+        match &self.server.host {
+            Some(host) => host,
+            None if self.auth_is_off() => "127.0.0.1",
+            None => "0.0.0.0",
+        }
+    }
+
     /// The SQLite file in force.
     pub fn database_path(&self) -> PathBuf {
         if self.database.path.as_os_str().is_empty() {
@@ -574,7 +599,11 @@ mod tests {
     fn defaults_match_the_reference() {
         let c = Config::default();
         assert_eq!(c.server.port, 8080);
-        assert_eq!(c.server.host, "0.0.0.0");
+        assert_eq!(c.listen_host(), "0.0.0.0");
+        assert!(
+            c.server.allowed_origins.is_empty(),
+            "no cross-origin access by default"
+        );
         assert_eq!(c.instances.port_range, [8000, 9000]);
         assert_eq!(c.database_path(), PathBuf::from("./data/llamactl.db"));
         assert_eq!(c.logs_dir(), PathBuf::from("./data/logs"));
@@ -599,7 +628,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.port, 7070);
-        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.listen_host(), "127.0.0.1");
         assert_eq!(c.instances.max_running_instances, 2);
         assert_eq!(c.auth.management_keys, vec!["a", "b", "c"]);
         assert!(!c.auth.require_inference_auth);
@@ -698,6 +727,18 @@ mod tests {
         assert!(apply_env(&mut c, &env_of(&[("LLAMACTL_DEFAULT_IDLE_TIMEOUT", "x")])).is_err());
         assert_eq!(serde_json::to_string(&Minutes(5.0)).unwrap(), "5");
         assert_eq!(serde_json::to_string(&Minutes(0.25)).unwrap(), "0.25");
+    }
+
+    #[test]
+    fn an_open_api_listens_on_loopback_unless_a_host_is_given() {
+        let mut c = Config::default();
+        c.auth.require_inference_auth = false;
+        assert_eq!(c.listen_host(), "127.0.0.1");
+        apply_env(&mut c, &env_of(&[("LLAMACTL_HOST", "0.0.0.0")])).unwrap();
+        assert_eq!(c.listen_host(), "0.0.0.0", "the operator's word wins");
+        let c = parse_str("server:\n  host: \"::1\"\nauth:\n  require_management_auth: false\n")
+            .unwrap();
+        assert_eq!(c.listen_host(), "::1");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP layer: shared state, the router, and one file per route group.
 
+mod browser;
 mod extract;
 mod guard;
 mod history;
@@ -20,6 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
+use browser::{BrowserGuard, BrowserGuardLayer};
 use proxy::ProxyFirst;
 use std::sync::Arc;
 use tower::ServiceBuilder;
@@ -99,13 +101,16 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// The whole HTTP service: CORS around the instance proxy (matched first, see [`ProxyFirst`]) and
-/// the router. Bodies stream through the proxy untouched, so no body limit applies there.
-pub fn service(state: AppState) -> Cors<ProxyFirst> {
+/// The whole HTTP service: CORS and the browser checks around the instance proxy (matched first,
+/// see [`ProxyFirst`]) and the router. Bodies stream through the proxy untouched, so no body limit
+/// applies there.
+pub fn service(state: AppState) -> Cors<BrowserGuard<ProxyFirst>> {
     let cors = cors(&state.cfg.server.allowed_origins);
+    let guard = BrowserGuardLayer::new(&state.cfg);
     let router = router(state.clone());
     ServiceBuilder::new()
         .layer(cors)
+        .layer(guard)
         .service(ProxyFirst::new(state, router))
 }
 

@@ -44,6 +44,8 @@ pub struct Options {
     pub port_range: [u16; 2],
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// `server.host`; `None` leaves it to llamactl.
+    pub host: Option<String>,
 }
 
 impl Options {
@@ -55,6 +57,7 @@ impl Options {
             args: vec![fake_backend().display().to_string()],
             port_range: port_range(),
             env: Vec::new(),
+            host: Some("127.0.0.1".into()),
         }
     }
 
@@ -111,11 +114,16 @@ impl TestServer {
     async fn spawn(data_dir: PathBuf, opts: Options) -> TestServer {
         let config = data_dir.join("llamactl.yaml");
         let yaml = format!(
-            "server:\n  host: 127.0.0.1\n  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
+            "server:\n{host}  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
             cmd = json!(opts.command),
             args = json!(opts.args),
             dir = json!(data_dir.display().to_string()),
             extra = opts.yaml,
+            host = opts
+                .host
+                .as_ref()
+                .map(|h| format!("  host: {}\n", json!(h)))
+                .unwrap_or_default(),
         );
         let yaml = if yaml.contains("\ninstances:\n") {
             yaml.replace(
