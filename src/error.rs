@@ -49,6 +49,15 @@ pub enum Error {
     /// Instance not running, or a cold start timed out (503).
     #[error("{0}")]
     Unavailable(String),
+    /// An instance a request needed could not be started (503). The reason may quote the
+    /// backend's log, so only operators see it (see `Caller::shield`).
+    #[error("instance '{instance}' failed to start: {reason}")]
+    StartFailed {
+        /// The instance.
+        instance: String,
+        /// Why, with the last lines of its log.
+        reason: String,
+    },
     /// A failure whose message is safe and useful to show (500), e.g. a backend that cannot be spawned.
     #[error("{0}")]
     Failed(String),
@@ -80,7 +89,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::StartFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Failed(_)
             | Error::Database(_)
             | Error::Migrate(_)

@@ -108,14 +108,14 @@ pub async fn forward(
 ) -> Result<Response<Body>> {
     let model = routed_model(&body).await?;
     caller.ensure_instance(&model)?;
-    let (port, in_flight) =
-        supervisor
-            .acquire(&model, &caller.actor)
-            .await
-            .map_err(|e| match e {
-                Error::NotFound(_) => Error::NotFound(format!("model '{model}' not found")),
-                other => other,
-            })?;
+    let evictable = |name: &str| caller.may_use(name);
+    let (port, in_flight) = supervisor
+        .acquire(&model, &caller.actor, &evictable)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!("model '{model}' not found")),
+            other => caller.shield(other),
+        })?;
     let target = parts
         .uri
         .path_and_query()

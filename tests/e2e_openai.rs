@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Options, TestServer, INFERENCE_KEY};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -161,8 +161,26 @@ async fn measure_streaming_and_cold_start() {
     );
     assert!(direct.1 > 1 && proxied.1 > 1, "both streamed");
 
+    // An operator's stop holds against requests, until the definition allows them to start it.
     server.op("gemma", "stop").await;
     server.wait_status("gemma", "stopped", LOAD).await;
+    let (code, refused) = server.chat("gemma", json!({"max_tokens": 1})).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stopped by an operator")),
+        "{refused}"
+    );
+    assert_eq!(server.status("gemma").await, "stopped");
+    let (code, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/instances/gemma",
+            Some(json!({"on_demand_after_stop": true})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
     let started = Instant::now();
     let (code, answer) = server
         .chat("gemma", json!({"max_tokens": 1, "temperature": 0}))

@@ -20,8 +20,10 @@ async fn running(server: &TestServer, name: &str, body: Value) {
     server.wait_status(name, "running", READY).await;
 }
 
-/// Creates an instance, waits until it runs, then stops it.
-async fn stopped(server: &TestServer, name: &str, body: Value) {
+/// Creates an instance that requests may start again after an operator's stop, waits until it
+/// runs, then stops it.
+async fn stopped(server: &TestServer, name: &str, mut body: Value) {
+    body["on_demand_after_stop"] = json!(true);
     running(server, name, body).await;
     server.op(name, "stop").await;
     server.wait_status(name, "stopped", READY).await;
@@ -284,7 +286,16 @@ async fn a_failed_on_demand_start_answers_every_waiter_with_the_reason() {
         .await;
     server.wait_status("broken", "failed", READY).await;
 
-    let requests = (0..4).map(|_| server.chat("broken", json!({})));
+    // An operator's requests see the reason (an inference key gets a reference: security_http.rs).
+    let body = json!({"model": "broken", "messages": [{"role": "user", "content": "hi"}]});
+    let requests = (0..4).map(|_| {
+        server.call_as(
+            Some(common::ADMIN_KEY),
+            Method::POST,
+            "/v1/chat/completions",
+            Some(body.clone()),
+        )
+    });
     let answers = futures_util::future::join_all(requests).await;
 
     for (code, answer) in &answers {

@@ -1,6 +1,6 @@
 //! Who made a request (for the history) and which instances they may reach (for routing).
 
-use super::model::KeyScope;
+use super::model::{KeyKind, KeyScope};
 use crate::db::history::Actor;
 use crate::error::{Error, Result};
 use std::net::IpAddr;
@@ -11,28 +11,31 @@ pub struct Caller {
     /// Who it is, for the history.
     pub actor: Actor,
     scope: KeyScope,
+    /// May see why things failed inside the server (a management key, or anyone while the
+    /// management API is open).
+    operator: bool,
 }
 
 impl Caller {
-    /// A caller that may reach every instance.
-    pub fn unrestricted(actor: Actor) -> Self {
+    /// A caller holding a key of `kind`, limited to `scope`.
+    pub fn with_key(actor: Actor, kind: KeyKind, scope: KeyScope) -> Self {
         Caller {
             actor,
-            scope: KeyScope::All,
+            scope,
+            operator: kind == KeyKind::Management,
         }
     }
 
-    /// A caller limited to `scope`.
-    pub fn scoped(actor: Actor, scope: KeyScope) -> Self {
-        Caller { actor, scope }
-    }
-
-    /// Anyone, when auth is off.
-    pub fn anonymous(addr: Option<IpAddr>) -> Self {
-        Caller::unrestricted(Actor {
-            addr,
-            ..Actor::named("anonymous")
-        })
+    /// Anyone, when auth is off; an operator if the management API is open too.
+    pub fn anonymous(addr: Option<IpAddr>, operator: bool) -> Self {
+        Caller {
+            actor: Actor {
+                addr,
+                ..Actor::named("anonymous")
+            },
+            scope: KeyScope::All,
+            operator,
+        }
     }
 
     /// True if this caller may use the instance.
@@ -52,6 +55,23 @@ impl Caller {
         }
     }
 
+    /// The error as this caller may see it: a failed start quotes the backend's log (its command
+    /// line, paths, whatever the backend printed), so a caller who is not an operator gets a
+    /// generic 503 with a reference to the full reason, which goes to llamactl's log.
+    pub fn shield(&self, error: Error) -> Error {
+        match error {
+            Error::StartFailed { instance, reason } if !self.operator => {
+                let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+                tracing::warn!(%instance, %reference, %reason, "start failed for an inference request");
+                Error::Unavailable(format!(
+                    "instance '{instance}' could not be started (reference {reference}); an \
+                     administrator can find the reason in llamactl's log"
+                ))
+            }
+            other => other,
+        }
+    }
+
     /// Keeps only the items (e.g. `/v1/models` entries) whose instance this caller may use.
     pub fn retain_allowed<T>(&self, items: &mut Vec<T>, instance_of: impl Fn(&T) -> &str) {
         items.retain(|item| self.may_use(instance_of(item)));
@@ -66,7 +86,7 @@ mod tests {
     #[test]
     fn a_scoped_caller_reaches_only_its_instances() {
         let only = KeyScope::Only(Arc::new(["a".to_string()].into_iter().collect()));
-        let caller = Caller::scoped(Actor::named("k"), only);
+        let caller = Caller::with_key(Actor::named("k"), KeyKind::Inference, only);
         assert!(caller.ensure_instance("a").is_ok());
         let err = caller.ensure_instance("b").unwrap_err();
         assert_eq!(err.status().as_u16(), 403);
@@ -74,7 +94,29 @@ mod tests {
         caller.retain_allowed(&mut names, |n| n);
         assert_eq!(names, vec!["a"]);
 
-        let open = Caller::anonymous(None);
+        let open = Caller::anonymous(None, false);
         assert!(open.ensure_instance("b").is_ok());
+    }
+
+    #[test]
+    fn only_operators_see_why_a_start_failed() {
+        let failed = || Error::StartFailed {
+            instance: "m".into(),
+            reason: "exited; last log lines: --hf-token hf_secret".into(),
+        };
+        let user = Caller::with_key(Actor::named("k"), KeyKind::Inference, KeyScope::All);
+        let shown = user.shield(failed());
+        assert_eq!(shown.status().as_u16(), 503);
+        let text = shown.to_string();
+        assert!(
+            !text.contains("hf_secret") && text.contains("reference "),
+            "{text}"
+        );
+        let admin = Caller::with_key(Actor::named("k"), KeyKind::Management, KeyScope::All);
+        assert!(admin.shield(failed()).to_string().contains("hf_secret"));
+        assert!(Caller::anonymous(None, true)
+            .shield(failed())
+            .to_string()
+            .contains("hf_secret"));
     }
 }

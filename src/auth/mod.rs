@@ -111,7 +111,7 @@ impl Auth {
             Scope::Inference => self.inner.require_inference,
         };
         if !required {
-            return Ok(Caller::anonymous(addr));
+            return Ok(Caller::anonymous(addr, !self.inner.require_management));
         }
         let token = token::presented_key(headers)
             .filter(|k| !k.is_empty())
@@ -128,7 +128,7 @@ impl Auth {
                 })
             };
             permit(kind, scope)?;
-            return Ok(Caller::unrestricted(actor));
+            return Ok(Caller::with_key(actor, kind, KeyScope::All));
         }
         let key = self.inner.store.authenticate(token, &digest).await?;
         permit(key.kind, scope)?;
@@ -137,7 +137,7 @@ impl Auth {
             key_id: Some(key.id.clone()),
             addr,
         };
-        Ok(Caller::scoped(actor, key.scope.clone()))
+        Ok(Caller::with_key(actor, key.kind, key.scope.clone()))
     }
 
     /// The answer to a request refused with 401: the same 401 while the client's failure budget

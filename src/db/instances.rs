@@ -3,13 +3,16 @@
 use super::{is_unique_violation, Db};
 use crate::error::{Error, Result};
 
-/// Whether an instance should run.
+/// Whether an instance should run, and who stopped it if it should not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Desired {
     /// Start it (again) on boot.
     Running,
-    /// Leave it stopped.
+    /// Stopped by an operator: stays stopped, on boot and (unless its definition allows it) when a
+    /// request asks for it.
     Stopped,
+    /// Stopped by llamactl itself (evicted, idle): not started on boot, but on the next request.
+    Dormant,
 }
 
 impl Desired {
@@ -18,14 +21,16 @@ impl Desired {
         match self {
             Desired::Running => "running",
             Desired::Stopped => "stopped",
+            Desired::Dormant => "dormant",
         }
     }
 
     fn parse(s: &str) -> Self {
-        if s == "running" {
-            Desired::Running
-        } else {
-            Desired::Stopped
+        match s {
+            "running" => Desired::Running,
+            "dormant" => Desired::Dormant,
+            // An unknown value fails closed: nothing starts it but an operator.
+            _ => Desired::Stopped,
         }
     }
 }

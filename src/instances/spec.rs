@@ -49,6 +49,9 @@ pub struct InstanceSpec {
     /// Start on the first inference request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_demand_start: Option<bool>,
+    /// Start on demand even after an operator stopped it through the API (default: no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_after_stop: Option<bool>,
     /// Minutes without requests before the instance is stopped; 0 = never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Minutes>,
@@ -71,6 +74,8 @@ pub struct Lifecycle {
     pub restart_delay: u64,
     /// Start on the first inference request.
     pub on_demand_start: bool,
+    /// Start on demand even after an operator stopped it.
+    pub on_demand_after_stop: bool,
     /// Minutes idle before stopping; 0 = never.
     pub idle_timeout: Minutes,
 }
@@ -85,6 +90,7 @@ impl InstanceSpec {
             on_demand_start: self
                 .on_demand_start
                 .unwrap_or(defaults.default_on_demand_start),
+            on_demand_after_stop: self.on_demand_after_stop.unwrap_or(false),
             idle_timeout: self.idle_timeout.unwrap_or(defaults.default_idle_timeout),
         }
     }
@@ -140,6 +146,7 @@ impl InstanceSpec {
         set(&mut self.max_restarts, f.max_restarts);
         set(&mut self.restart_delay, f.restart_delay);
         set(&mut self.on_demand_start, f.on_demand_start);
+        set(&mut self.on_demand_after_stop, f.on_demand_after_stop);
         set(&mut self.idle_timeout, f.idle_timeout);
         set(&mut self.environment, f.environment);
         set(&mut self.port, f.port);
@@ -172,6 +179,7 @@ pub struct FieldsPatch {
     max_restarts: Option<Option<u32>>,
     restart_delay: Option<Option<u64>>,
     on_demand_start: Option<Option<bool>>,
+    on_demand_after_stop: Option<Option<bool>>,
     idle_timeout: Option<Option<Minutes>>,
     environment: Option<Option<BTreeMap<String, String>>>,
     port: Option<Option<u16>>,
@@ -191,6 +199,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "max_restarts",
     "restart_delay",
     "on_demand_start",
+    "on_demand_after_stop",
     "idle_timeout",
     "environment",
     "port",
@@ -251,6 +260,7 @@ impl FieldsPatch {
             "max_restarts" => self.max_restarts = Some(typed(key, value)?),
             "restart_delay" => self.restart_delay = Some(typed(key, value)?),
             "on_demand_start" => self.on_demand_start = Some(typed(key, value)?),
+            "on_demand_after_stop" => self.on_demand_after_stop = Some(typed(key, value)?),
             "idle_timeout" => self.idle_timeout = Some(typed(key, value)?),
             "environment" => self.environment = Some(typed(key, value)?),
             "port" => self.port = Some(typed(key, value)?),

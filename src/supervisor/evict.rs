@@ -24,8 +24,15 @@ impl Supervisor {
     }
 
     /// Makes room for `name` to become active; call with the gate held. Nothing to do if it is
-    /// active already or the limit is not reached; otherwise evicts, or refuses with 409.
-    pub(super) async fn make_room(&self, name: &str, actor: &Actor) -> Result<()> {
+    /// active already or the limit is not reached; otherwise evicts one of the instances
+    /// `evictable` allows (a key limited to some instances never stops another team's), or
+    /// refuses with 409.
+    pub(super) async fn make_room(
+        &self,
+        name: &str,
+        actor: &Actor,
+        evictable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<()> {
         let already_active = self
             .read_map()
             .get(name)
@@ -38,6 +45,13 @@ impl Supervisor {
             if !self.shared.cfg.instances.enable_lru_eviction {
                 return Err(Error::Conflict(format!(
                     "maximum number of running instances ({max}) reached"
+                )));
+            }
+            active.retain(|i| evictable(&i.name));
+            if active.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "maximum number of running instances ({max}) reached, and this API key may \
+                     not stop the instances that run"
                 )));
             }
             active.sort_by_key(|i| i.last_used());
@@ -74,9 +88,6 @@ impl Supervisor {
             .await;
         victim.stop(true).await.map_err(Error::Unavailable)?;
         // It comes back on demand, not on the next boot: nobody asked for it to run.
-        self.shared
-            .db
-            .set_desired(&victim.name, Desired::Stopped)
-            .await
+        self.set_desired(victim, Desired::Dormant).await
     }
 }

@@ -77,12 +77,7 @@ impl Supervisor {
             tracing::warn!(instance = %inst.name, error = %e, "idle stop not delivered");
         }
         // It comes back on demand, not on the next boot.
-        if let Err(e) = self
-            .shared
-            .db
-            .set_desired(&inst.name, Desired::Stopped)
-            .await
-        {
+        if let Err(e) = self.set_desired(inst, Desired::Dormant).await {
             tracing::error!(instance = %inst.name, error = %e, "could not record desired state");
         }
         true

@@ -3,9 +3,10 @@
 use super::actor::Command;
 use super::state::{RuntimeState, Status};
 use super::usage::{InFlight, Usage};
+use crate::db::instances::Desired;
 use crate::instances::InstanceSpec;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -17,6 +18,8 @@ pub struct Instance {
     /// Unix seconds.
     pub created: i64,
     spec: RwLock<InstanceSpec>,
+    /// Whether it should run, as last stored (mirrors the database, read without it).
+    desired: Mutex<Desired>,
     state: watch::Sender<RuntimeState>,
     cmd: mpsc::UnboundedSender<Command>,
     usage: Usage,
@@ -34,6 +37,7 @@ impl Instance {
         name: String,
         created: i64,
         spec: InstanceSpec,
+        desired: Desired,
     ) -> (Self, mpsc::UnboundedReceiver<Command>) {
         let (cmd, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(RuntimeState::default());
@@ -41,6 +45,7 @@ impl Instance {
             name,
             created,
             spec: RwLock::new(spec),
+            desired: Mutex::new(desired),
             state,
             cmd,
             usage: Usage::new(),
@@ -66,6 +71,16 @@ impl Instance {
 
     pub(super) fn set_spec(&self, spec: InstanceSpec) {
         *self.spec.write().unwrap_or_else(|p| p.into_inner()) = spec;
+    }
+
+    /// Whether it should run, and who stopped it if not.
+    pub(super) fn desired(&self) -> Desired {
+        *self.desired.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Call only after the database holds the same.
+    pub(super) fn set_desired(&self, desired: Desired) {
+        *self.desired.lock().unwrap_or_else(|p| p.into_inner()) = desired;
     }
 
     pub(super) fn update_state(&self, change: impl FnOnce(&mut RuntimeState)) {

@@ -145,7 +145,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let inst = self.adopt(row.name.clone(), row.created_at, spec);
+            let inst = self.adopt(row.name.clone(), row.created_at, spec, row.desired);
             if row.desired == Desired::Running {
                 to_start.push(inst);
             }
@@ -190,8 +190,14 @@ impl Supervisor {
     }
 
     /// Registers an instance and starts its actor.
-    fn adopt(&self, name: String, created: i64, spec: InstanceSpec) -> Arc<Instance> {
-        let (inst, commands) = Instance::new(name.clone(), created, spec);
+    fn adopt(
+        &self,
+        name: String,
+        created: i64,
+        spec: InstanceSpec,
+        desired: Desired,
+    ) -> Arc<Instance> {
+        let (inst, commands) = Instance::new(name.clone(), created, spec, desired);
         let inst = Arc::new(inst);
         tokio::spawn(actor::run(inst.clone(), self.shared.clone(), commands));
         self.write_map().insert(name, inst.clone());
@@ -215,6 +221,13 @@ impl Supervisor {
         {
             tracing::error!(instance, error = %e, "could not record history");
         }
+    }
+
+    /// Records whether `inst` should run, in the database and then in memory.
+    async fn set_desired(&self, inst: &Instance, desired: Desired) -> Result<()> {
+        self.shared.db.set_desired(&inst.name, desired).await?;
+        inst.set_desired(desired);
+        Ok(())
     }
 
     /// The instance of that name.
@@ -280,7 +293,7 @@ impl Supervisor {
             )));
         }
         self.check_port_free(name, &spec)?;
-        self.make_room(name, actor).await?;
+        self.make_room(name, actor, &|_| true).await?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
@@ -288,7 +301,7 @@ impl Supervisor {
             .await?;
         self.record(name, Event::Created, actor, Some(&spec_json))
             .await;
-        let inst = self.adopt(name.to_string(), now, spec);
+        let inst = self.adopt(name.to_string(), now, spec, Desired::Running);
         self.record(name, Event::StartRequested, actor, None).await;
         // A spawn failure leaves a valid definition in `failed`, with the reason shown.
         let _ = inst.start().await;
@@ -350,8 +363,8 @@ impl Supervisor {
     pub async fn start(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.make_room(name, actor).await?;
-        self.shared.db.set_desired(name, Desired::Running).await?;
+        self.make_room(name, actor, &|_| true).await?;
+        self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, None).await;
         inst.start()
             .await
@@ -362,7 +375,7 @@ impl Supervisor {
     /// Marks an instance to stay stopped and stops it.
     pub async fn stop(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
         let inst = self.instance(name)?;
-        self.shared.db.set_desired(name, Desired::Stopped).await?;
+        self.set_desired(&inst, Desired::Stopped).await?;
         self.record(name, Event::StopRequested, actor, None).await;
         inst.stop(false).await.map_err(Error::Unavailable)?;
         Ok(InstanceView::of(&inst))
@@ -372,8 +385,8 @@ impl Supervisor {
     pub async fn restart(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.make_room(name, actor).await?;
-        self.shared.db.set_desired(name, Desired::Running).await?;
+        self.make_room(name, actor, &|_| true).await?;
+        self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;
         inst.restart().await.map_err(Error::Unavailable)?;

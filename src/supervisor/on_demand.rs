@@ -29,13 +29,20 @@ impl Supervisor {
     }
 
     /// The port of `name` for one inference request, held in use until the guard drops. A stopped
-    /// or failed instance with `on_demand_start` is started (by `actor`) and waited for, up to
-    /// `on_demand_start_timeout`.
-    pub async fn acquire(&self, name: &str, actor: &Actor) -> Result<(u16, InFlight)> {
+    /// or failed instance with `on_demand_start` is started (by `actor`, evicting at the running
+    /// limit only instances `evictable` allows) and waited for, up to `on_demand_start_timeout`.
+    /// An instance an operator stopped stays stopped unless its definition allows otherwise.
+    pub async fn acquire(
+        &self,
+        name: &str,
+        actor: &Actor,
+        evictable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(u16, InFlight)> {
         let inst = self.instance(name)?;
         let guard = inst.begin_use();
         let secs = self.shared.cfg.instances.on_demand_start_timeout;
-        match tokio::time::timeout(Duration::from_secs(secs), self.ready_port(&inst, actor)).await {
+        let ready = self.ready_port(&inst, actor, evictable);
+        match tokio::time::timeout(Duration::from_secs(secs), ready).await {
             Ok(port) => Ok((port?, guard)),
             Err(_) => Err(Error::Unavailable(format!(
                 "instance '{name}' did not become ready within {secs} s \
@@ -45,7 +52,12 @@ impl Supervisor {
     }
 
     /// Waits until `inst` runs, starting it (once, shared) if it is cold; its port.
-    async fn ready_port(&self, inst: &Arc<Instance>, actor: &Actor) -> Result<u16> {
+    async fn ready_port(
+        &self,
+        inst: &Arc<Instance>,
+        actor: &Actor,
+        evictable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<u16> {
         let mut rx = inst.subscribe();
         // True once this request has seen or made a start: its outcome is then the answer.
         let mut joined = false;
@@ -76,7 +88,7 @@ impl Supervisor {
                             inst.name
                         )));
                     }
-                    self.start_on_demand(inst, starts, actor).await?;
+                    self.start_on_demand(inst, starts, actor, evictable).await?;
                     joined = true;
                     continue;
                 }
@@ -101,6 +113,7 @@ impl Supervisor {
         inst: &Arc<Instance>,
         seen_starts: u64,
         actor: &Actor,
+        evictable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<()> {
         let _guard = self.gate.lock().await;
         let current = self.instance(&inst.name)?;
@@ -114,11 +127,16 @@ impl Supervisor {
         if inst.starts() != seen_starts || !matches!(status, Status::Stopped | Status::Failed) {
             return Ok(());
         }
-        self.make_room(&inst.name, actor).await?;
-        self.shared
-            .db
-            .set_desired(&inst.name, Desired::Running)
-            .await?;
+        let life = inst.spec().lifecycle(&self.shared.cfg.instances);
+        if inst.desired() == Desired::Stopped && !life.on_demand_after_stop {
+            return Err(Error::Unavailable(format!(
+                "instance '{}' was stopped by an operator, and requests do not start it \
+                 (start it through the API, or set on_demand_after_stop)",
+                inst.name
+            )));
+        }
+        self.make_room(&inst.name, actor, evictable).await?;
+        self.set_desired(inst, Desired::Running).await?;
         self.record(
             &inst.name,
             Event::StartRequested,
@@ -150,7 +168,10 @@ fn not_running(name: &str, status: Status) -> Error {
 
 fn start_failed(name: &str, state: &RuntimeState) -> Error {
     match &state.last_error {
-        Some(reason) => Error::Unavailable(format!("instance '{name}' failed to start: {reason}")),
+        Some(reason) => Error::StartFailed {
+            instance: name.to_string(),
+            reason: reason.clone(),
+        },
         None => Error::Unavailable(format!(
             "instance '{name}' was {} before it became ready",
             status_name(state.status)
