@@ -340,7 +340,7 @@ async fn proxy_forwards_method_path_query_headers_and_body() {
             "{}/api/v1/instances/p/proxy/echo/deep?x=1&y=%20z",
             server.base
         ))
-        .bearer_auth(INFERENCE_KEY)
+        .bearer_auth(ADMIN_KEY)
         .header("x-custom", "kept")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "dropped")

@@ -286,3 +286,46 @@ async fn form_like_posts_that_any_web_page_could_send_are_refused() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn through_the_proxy_an_inference_key_reaches_only_inference_and_read_only_routes() {
+    let server = TestServer::start(Options::fake()).await;
+    server.create("p", json!({"model": "/m.gguf"})).await;
+    server.wait_status("p", "running", READY).await;
+    let send = |key: &'static str, method: Method, path: &str| {
+        reqwest::Client::new()
+            .request(
+                method,
+                format!("{}/api/v1/instances/p/proxy{path}", server.base),
+            )
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+    };
+
+    for (method, path) in [
+        (Method::POST, "/props"),
+        (Method::POST, "/lora-adapters"),
+        (Method::POST, "/slots/0?action=erase"),
+        (Method::POST, "/v1/../props"),
+        (Method::POST, "/echo"),
+    ] {
+        let resp = send(INFERENCE_KEY, method.clone(), path).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(error_of(&body).contains("management key"), "{body}");
+        // The proxy itself stays open to operators.
+        let resp = send(ADMIN_KEY, method.clone(), path).await.unwrap();
+        assert_ne!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    for (method, path) in [
+        (Method::GET, "/health"),
+        (Method::GET, "/props"),
+        (Method::POST, "/v1/chat/completions"),
+    ] {
+        let resp = send(INFERENCE_KEY, method.clone(), path).await.unwrap();
+        assert_ne!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        assert_ne!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+}

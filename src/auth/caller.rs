@@ -38,6 +38,11 @@ impl Caller {
         }
     }
 
+    /// True for a management key, or anyone while the management API is open.
+    pub fn is_operator(&self) -> bool {
+        self.operator
+    }
+
     /// True if this caller may use the instance.
     pub fn may_use(&self, instance: &str) -> bool {
         self.scope.allows(instance)

@@ -1,5 +1,9 @@
 //! `/api/v1/instances/{name}/proxy/*`: the request, minus that prefix, to the instance's backend.
 //!
+//! The proxy is an operator's tool: llama-server's native API also changes the server for everyone
+//! (`POST /props`, `/lora-adapters`, slot erase/save/restore). A caller who is not an operator (an
+//! inference key) reaches only [`INFERENCE_ROUTES`]: inference and read-only endpoints.
+//!
 //! This route group is matched by [`ProxyFirst`] before the router: it is the hot path, and axum's
 //! routing, path-parameter extraction and middleware cost about 30 heap allocations per request,
 //! two thirds of what a proxied request allocated (see docs/benchmarks.md). Its path is parsed by
@@ -46,14 +50,22 @@ async fn forward(state: &AppState, req: Request) -> Response<Body> {
     }
 }
 
-/// Forwards to the running instance; 403 outside the key's instances, 503 if it is not running.
-/// The request counts as in flight (no eviction, no idle stop) until its answer has been sent.
+/// Forwards to the running instance; 403 outside the key's instances or, for an inference key,
+/// outside [`INFERENCE_ROUTES`]; 503 if it is not running. The request counts as in flight (no
+/// eviction, no idle stop) until its answer has been sent.
 async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<Response<Body>> {
     let Some((instance, rest)) = split_path(req.uri().path()) else {
         return Err(Error::NotFound("no such route".into()));
     };
     name::validate(instance)?;
     caller.ensure_instance(instance)?;
+    if !caller.is_operator() && !inference_may_use(req.method(), rest) {
+        return Err(Error::Forbidden(format!(
+            "an inference key may not use {} {rest} through the proxy: only llama-server's \
+             inference and read-only endpoints (a management key reaches all)",
+            req.method()
+        )));
+    }
     let (port, in_flight) = state.supervisor.use_running(instance)?;
     let mut target = rest.to_string();
     if let Some(query) = req.uri().query() {
@@ -62,6 +74,60 @@ async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<R
     }
     let resp = crate::proxy::forward(&state.http, port, target, req).await?;
     Ok(crate::proxy::hold_while_sending(resp, in_flight))
+}
+
+/// What a caller who is not an operator may reach through the proxy: (method, path) with `*` for
+/// one or more further segments.
+const INFERENCE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/props"),
+    ("GET", "/slots"),
+    ("GET", "/models"),
+    ("GET", "/v1/*"),
+    ("POST", "/v1/*"),
+    ("POST", "/completion"),
+    ("POST", "/completions"),
+    ("POST", "/tokenize"),
+    ("POST", "/detokenize"),
+    ("POST", "/embedding"),
+    ("POST", "/embeddings"),
+    ("POST", "/infill"),
+    ("POST", "/apply-template"),
+    ("POST", "/rerank"),
+    ("POST", "/reranking"),
+];
+
+/// True if `path` (raw, as forwarded) is one of [`INFERENCE_ROUTES`] for `method`. Only plain
+/// segments match: a percent-escape, an empty, `.` or `..` segment could make the backend read the
+/// path as another route than the one checked here.
+fn inference_may_use(method: &axum::http::Method, path: &str) -> bool {
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let Some(segments) = path.strip_prefix('/') else {
+        return false;
+    };
+    let segments: Vec<&str> = segments.split('/').collect();
+    if !segments.iter().all(|s| plain(s)) {
+        return false;
+    }
+    INFERENCE_ROUTES.iter().any(|(m, route)| {
+        if *m != method.as_str() {
+            return false;
+        }
+        let pattern: Vec<&str> = route[1..].split('/').collect();
+        match pattern.split_last() {
+            Some((&"*", fixed)) => {
+                segments.len() > fixed.len() && segments[..fixed.len()] == *fixed
+            }
+            _ => segments == pattern,
+        }
+    })
 }
 
 /// The instance proxy in front of the router: proxy paths are answered here, everything else goes
@@ -103,7 +169,48 @@ impl Service<Request> for ProxyFirst {
 
 #[cfg(test)]
 mod tests {
-    use super::split_path;
+    use super::{inference_may_use, split_path};
+    use axum::http::Method;
+
+    #[test]
+    fn inference_keys_reach_only_inference_and_read_only_routes() {
+        let allowed = [
+            (Method::GET, "/health"),
+            (Method::GET, "/props"),
+            (Method::GET, "/slots"),
+            (Method::GET, "/v1/models"),
+            (Method::POST, "/v1/chat/completions"),
+            (Method::POST, "/completion"),
+            (Method::POST, "/tokenize"),
+            (Method::POST, "/embeddings"),
+            (Method::POST, "/apply-template"),
+            (Method::POST, "/reranking"),
+        ];
+        for (method, path) in &allowed {
+            assert!(inference_may_use(method, path), "{method} {path}");
+        }
+        let refused = [
+            (Method::POST, "/props"),
+            (Method::POST, "/lora-adapters"),
+            (Method::GET, "/lora-adapters"),
+            (Method::POST, "/slots/0"),
+            (Method::POST, "/slots"),
+            (Method::GET, "/metrics"),
+            (Method::DELETE, "/v1/chat/completions"),
+            (Method::POST, "/v1"),
+            (Method::POST, "/v1/../props"),
+            (Method::POST, "/v1/%2e%2e/props"),
+            (Method::POST, "//props"),
+            (Method::POST, "/completion/"),
+            (Method::POST, "/./props"),
+            (Method::GET, "/health/../slots/0"),
+            (Method::POST, "completion"),
+            (Method::POST, "/"),
+        ];
+        for (method, path) in &refused {
+            assert!(!inference_may_use(method, path), "{method} {path}");
+        }
+    }
 
     #[test]
     fn strips_the_prefix_and_keeps_the_raw_rest() {
