@@ -18,8 +18,13 @@ fn fake() -> String {
 #[tokio::test]
 async fn starting_becomes_running_only_when_health_answers() {
     let server = TestServer::start(Options::fake()).await;
+    // Ready when the test says so, not after a delay a busy machine could overrun.
+    let ready_file = server.data_dir.join("slow-ready");
     let (_, created) = server
-        .create("slow", json!({"model": "/m", "fake_ready_delay_ms": 700}))
+        .create(
+            "slow",
+            json!({"model": "/m", "fake_ready_file": ready_file.display().to_string()}),
+        )
         .await;
     assert_eq!(created["status"], "starting");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -36,6 +41,7 @@ async fn starting_becomes_running_only_when_health_answers() {
         StatusCode::SERVICE_UNAVAILABLE,
         "proxy refuses until running"
     );
+    std::fs::write(&ready_file, "").unwrap();
     server.wait_status("slow", "running", READY).await;
 }
 
