@@ -510,6 +510,18 @@ impl Config {
                 "backends.llama-cpp.command must not be empty".into(),
             ));
         }
+        // llamactl's own settings (keys among them) never reach a backend.
+        if let Some(name) = self
+            .backends
+            .llama_cpp
+            .environment
+            .keys()
+            .find(|name| name.starts_with("LLAMACTL_"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "backends.llama-cpp.environment: {name}: LLAMACTL_* variables are never passed to backends"
+            )));
+        }
         for (key, value) in [
             ("instances.max_instances", self.instances.max_instances),
             (
@@ -637,6 +649,15 @@ mod tests {
         let c = parse_str("backends:\n  llama-cpp:\n    command: /opt/llama-server\n    args: [\"--log-disable\"]\n").unwrap();
         assert_eq!(c.backends.llama_cpp.command, "/opt/llama-server");
         assert_eq!(c.backends.llama_cpp.args, vec!["--log-disable"]);
+    }
+
+    #[test]
+    fn backend_environment_may_not_carry_llamactl_settings() {
+        let c =
+            parse_str("backends:\n  llama-cpp:\n    environment: {LLAMACTL_MANAGEMENT_KEYS: x}\n")
+                .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("LLAMACTL_MANAGEMENT_KEYS"), "{err}");
     }
 
     #[test]

@@ -233,28 +233,28 @@ impl Actor {
 
     async fn spawn(&mut self) -> Result<(), String> {
         let spec = self.inst.spec();
-        let backend = &self.shared.cfg.backends.llama_cpp;
-        let port = self.shared.ports.reserve(spec.port, self.last_port)?;
-        let args = llama_cpp::build_args(&backend.args, &spec.backend_options, "127.0.0.1", port);
-        let mut argv = vec![backend.command.clone()];
+        let shared = &self.shared;
+        let backend = &shared.backend;
+        let program = backend.program()?.to_path_buf();
+        let port = shared.ports.reserve(spec.port, self.last_port)?;
+        let args = llama_cpp::build_args(backend.args(), &spec.backend_options, "127.0.0.1", port);
+        let mut argv = vec![program.display().to_string()];
         argv.extend(args.iter().cloned());
-        let mut log = match logs::open_for_run(&self.shared.logs_dir, &self.inst.name, &argv) {
+        let mut log = match logs::open_for_run(&shared.logs_dir, &self.inst.name, &argv) {
             Ok(log) => log,
             Err(e) => {
-                self.shared.ports.release(port);
+                shared.ports.release(port);
                 return Err(format!("cannot open the instance log: {e}"));
             }
         };
-        let mut env = backend.environment.clone();
-        env.extend(spec.environment.unwrap_or_default());
         let spawned = match log.try_clone() {
             Ok(child_log) => {
-                self.shared
+                shared
                     .spawner
                     .spawn(SpawnSpec {
-                        program: backend.command.clone(),
+                        program,
                         args,
-                        env,
+                        env: backend.environment(spec.environment.as_ref()),
                         log: child_log,
                     })
                     .await
@@ -264,8 +264,8 @@ impl Actor {
         let child = match spawned {
             Ok(child) => ChildProc::adopt(child),
             Err(e) => {
-                self.shared.ports.release(port);
-                let reason = format!("cannot run '{}': {e}", backend.command);
+                shared.ports.release(port);
+                let reason = format!("cannot run '{}': {e}", backend.configured());
                 let _ = writeln!(log, "=== llamactl: {reason} ===");
                 return Err(reason);
             }

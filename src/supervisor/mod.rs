@@ -24,6 +24,7 @@ pub use instance::Instance;
 pub use state::{RuntimeState, Status};
 pub use usage::InFlight;
 
+use crate::backends::BackendCommand;
 use crate::config::Config;
 pub use crate::db::history::Actor;
 use crate::db::history::Event;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     ports: Ports,
     spawner: Spawner,
     http: HttpClient,
+    /// The backend's program and base environment, resolved at startup.
+    backend: Arc<BackendCommand>,
     logs_dir: PathBuf,
     boot_id: String,
     /// Wakes the idle watcher: an instance became ready or was redefined.
@@ -110,9 +113,15 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor with no instances loaded yet; call [`Supervisor::restore`] next.
-    pub fn new(cfg: Arc<Config>, db: Db, http: HttpClient) -> Result<Self> {
+    pub fn new(
+        cfg: Arc<Config>,
+        db: Db,
+        http: HttpClient,
+        backend: Arc<BackendCommand>,
+    ) -> Result<Self> {
         let shared = Shared {
             ports: Ports::new(cfg.instances.port_range),
+            backend,
             logs_dir: cfg.logs_dir(),
             spawner: Spawner::start()?,
             boot_id: process::boot_id(),

@@ -40,6 +40,8 @@ pub struct Options {
     pub command: String,
     /// `backends.llama-cpp.args`.
     pub args: Vec<String>,
+    /// `backends.llama-cpp.environment`.
+    pub backend_env: Vec<(String, String)>,
     /// Instance ports.
     pub port_range: [u16; 2],
     /// Extra environment.
@@ -53,6 +55,7 @@ impl Options {
             yaml: String::new(),
             command: "python3".into(),
             args: vec![fake_backend().display().to_string()],
+            backend_env: Vec::new(),
             port_range: port_range(),
             env: Vec::new(),
         }
@@ -111,9 +114,14 @@ impl TestServer {
     async fn spawn(data_dir: PathBuf, opts: Options) -> TestServer {
         let config = data_dir.join("llamactl.yaml");
         let yaml = format!(
-            "server:\n  host: 127.0.0.1\n  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
+            "server:\n  host: 127.0.0.1\n  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\n    environment: {env}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
             cmd = json!(opts.command),
             args = json!(opts.args),
+            env = json!(opts
+                .backend_env
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>()),
             dir = json!(data_dir.display().to_string()),
             extra = opts.yaml,
         );
