@@ -110,6 +110,9 @@ pub struct InstancesConfig {
     pub port_range: [u16; 2],
     /// Directory of `<name>.log` files; empty means `<data_dir>/logs`.
     pub logs_dir: PathBuf,
+    /// Directory holding one `<name>/` per instance for `slot_save_path`; empty means
+    /// `<data_dir>/slots`.
+    pub slots_dir: PathBuf,
     /// Most instances that may be defined; -1 = no limit.
     pub max_instances: i64,
     /// Most instances that may run at once; -1 = no limit.
@@ -253,6 +256,7 @@ impl Default for InstancesConfig {
         InstancesConfig {
             port_range: [8000, 9000],
             logs_dir: PathBuf::new(),
+            slots_dir: PathBuf::new(),
             max_instances: -1,
             max_running_instances: -1,
             enable_lru_eviction: true,
@@ -381,6 +385,10 @@ const ENV_VARS: &[(&str, Setter)] = &[
     }),
     ("LLAMACTL_LOGS_DIR", |c, v| {
         c.instances.logs_dir = PathBuf::from(v);
+        Ok(())
+    }),
+    ("LLAMACTL_SLOTS_DIR", |c, v| {
+        c.instances.slots_dir = PathBuf::from(v);
         Ok(())
     }),
     ("LLAMACTL_INSTANCE_PORT_RANGE", |c, v| {
@@ -559,6 +567,15 @@ impl Config {
         }
     }
 
+    /// The directory of per-instance slot directories in force.
+    pub fn slots_dir(&self) -> PathBuf {
+        if self.instances.slots_dir.as_os_str().is_empty() {
+            self.data_dir.join("slots")
+        } else {
+            self.data_dir.join(&self.instances.slots_dir)
+        }
+    }
+
     /// The directory of instance logs in force.
     pub fn logs_dir(&self) -> PathBuf {
         if self.instances.logs_dir.as_os_str().is_empty() {
@@ -590,6 +607,7 @@ mod tests {
         assert_eq!(c.instances.port_range, [8000, 9000]);
         assert_eq!(c.database_path(), PathBuf::from("./data/llamactl.db"));
         assert_eq!(c.logs_dir(), PathBuf::from("./data/logs"));
+        assert_eq!(c.slots_dir(), PathBuf::from("./data/slots"));
         assert!(c.auth.require_management_auth);
         assert_eq!(c.backends.llama_cpp.command, "llama-server");
     }
@@ -658,6 +676,9 @@ mod tests {
                 .unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("LLAMACTL_MANAGEMENT_KEYS"), "{err}");
+        let mut c = Config::default();
+        apply_env(&mut c, &env_of(&[("LLAMACTL_SLOTS_DIR", "/srv/slots")])).unwrap();
+        assert_eq!(c.slots_dir(), PathBuf::from("/srv/slots"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reference) and structured (`backend_type` / `backend_options`). Both turn into a [`SpecPatch`], which
 //! creates a definition or updates one.
 
+use super::{environment, options};
 use crate::config::{InstancesConfig, Minutes};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -89,30 +90,25 @@ impl InstanceSpec {
         }
     }
 
-    /// Checks the definition against the server's limits.
-    pub fn validate(&self, defaults: &InstancesConfig) -> Result<()> {
-        for (key, value) in &self.backend_options {
-            validate_option(key, value)?;
-        }
+    /// Checks the definition against the server's limits and what an API caller may choose:
+    /// options (`options.rs`) and environment variables (`environment.rs`), where `operator_env` is
+    /// the operator's `backends.*.environment`, which an instance may not override.
+    pub fn validate(
+        &self,
+        limits: &InstancesConfig,
+        operator_env: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        options::validate(&self.backend_options)?;
         if let Some(port) = self.port {
-            let [lo, hi] = defaults.port_range;
+            let [lo, hi] = limits.port_range;
             if port < lo || port > hi {
                 return Err(Error::BadRequest(format!(
                     "port {port} is outside the configured port_range [{lo}, {hi}]"
                 )));
             }
         }
-        if let Some(env) = &self.environment {
-            for name in env.keys() {
-                let valid = !name.is_empty()
-                    && !name.starts_with(|c: char| c.is_ascii_digit())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid {
-                    return Err(Error::BadRequest(format!(
-                        "environment: '{name}' is not a valid variable name"
-                    )));
-                }
-            }
+        for name in self.environment.iter().flatten().map(|(name, _)| name) {
+            environment::check_variable(name, |n| operator_env.contains_key(n))?;
         }
         Ok(())
     }
@@ -270,7 +266,7 @@ fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<Opti
         .map_err(|e| Error::BadRequest(format!("invalid value {shown} for '{key}': {e}")))
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(super) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -279,49 +275,6 @@ fn type_name(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Options the server sets itself; a body may not.
-const RESERVED_OPTIONS: &[&str] = &["host", "port"];
-
-/// Checks one backend option: a flag-like key and a value that maps to argv.
-fn validate_option(key: &str, value: &Value) -> Result<()> {
-    let flag_like = key.len() <= 64
-        && key.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !flag_like {
-        return Err(Error::BadRequest(format!(
-            "invalid option name '{key}': use letters, digits, '_' and '-'"
-        )));
-    }
-    if RESERVED_OPTIONS.contains(&key.replace('-', "_").as_str()) {
-        return Err(Error::BadRequest(format!(
-            "option '{key}' is set by llamactl; use the instance-level 'port' field to fix a port"
-        )));
-    }
-    let scalar_ok = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
-    let ok = match value {
-        Value::Array(items) => items
-            .iter()
-            .all(|v| matches!(v, Value::String(_) | Value::Number(_))),
-        other => scalar_ok(other),
-    };
-    if !ok {
-        return Err(Error::BadRequest(format!(
-            "option '{key}' has an unsupported value ({}): use a string, number, boolean or a list of strings/numbers",
-            type_name(value)
-        )));
-    }
-    if let Some(s) = value.as_str() {
-        if s.contains('\0') {
-            return Err(Error::BadRequest(format!(
-                "option '{key}' contains a NUL byte"
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -353,7 +306,7 @@ mod tests {
         );
         assert_eq!(spec.on_demand_start, Some(false));
         assert_eq!(spec.port, Some(8100));
-        assert!(spec.validate(&defaults()).is_ok());
+        assert!(spec.validate(&defaults(), &BTreeMap::new()).is_ok());
     }
 
     #[test]
@@ -413,9 +366,30 @@ mod tests {
                 .unwrap()
                 .into_new_spec();
             assert!(
-                matches!(spec.validate(&defaults()), Err(Error::BadRequest(_))),
+                matches!(
+                    spec.validate(&defaults(), &BTreeMap::new()),
+                    Err(Error::BadRequest(_))
+                ),
                 "{case}"
             );
+        }
+    }
+
+    #[test]
+    fn environment_is_checked_against_the_allowlist_and_the_operator() {
+        let operator: BTreeMap<String, String> =
+            [("CUDA_VISIBLE_DEVICES".to_string(), "0".to_string())].into();
+        for (env, ok) in [
+            (json!({"OMP_NUM_THREADS": "2"}), true),
+            (json!({"PATH": "/somewhere"}), false),
+            (json!({"LD_PRELOAD": "/x.so"}), false),
+            (json!({"LLAMA_ARG_PORT": "1"}), false),
+            (json!({"CUDA_VISIBLE_DEVICES": "1"}), false),
+        ] {
+            let spec = SpecPatch::from_body(body(json!({ "environment": env })))
+                .unwrap()
+                .into_new_spec();
+            assert_eq!(spec.validate(&defaults(), &operator).is_ok(), ok, "{env}");
         }
     }
 

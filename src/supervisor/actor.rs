@@ -8,6 +8,7 @@ use super::state::Status;
 use super::{health, logs, process, Shared};
 use crate::backends::llama_cpp;
 use crate::db::history::{self, Event};
+use crate::instances::options;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,9 +236,21 @@ impl Actor {
         let spec = self.inst.spec();
         let shared = &self.shared;
         let backend = &shared.backend;
+        // A definition stored before a check existed is held to it too.
+        spec.validate(
+            &shared.cfg.instances,
+            &shared.cfg.backends.llama_cpp.environment,
+        )
+        .map_err(|e| e.to_string())?;
         let program = backend.program()?.to_path_buf();
+        let slot_dir = shared.slots_dir.join(&self.inst.name);
+        let (options, slots) = options::for_run(&spec.backend_options, &slot_dir);
+        if let Some(dir) = slots {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create the slot directory {}: {e}", dir.display()))?;
+        }
         let port = shared.ports.reserve(spec.port, self.last_port)?;
-        let args = llama_cpp::build_args(backend.args(), &spec.backend_options, "127.0.0.1", port);
+        let args = llama_cpp::build_args(backend.args(), &options, "127.0.0.1", port);
         let mut argv = vec![program.display().to_string()];
         argv.extend(args.iter().cloned());
         let mut log = match logs::open_for_run(&shared.logs_dir, &self.inst.name, &argv) {

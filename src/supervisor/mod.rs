@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// The backend's program and base environment, resolved at startup.
     backend: Arc<BackendCommand>,
     logs_dir: PathBuf,
+    /// Holds one directory per instance for `slot_save_path`.
+    slots_dir: PathBuf,
     boot_id: String,
     /// Wakes the idle watcher: an instance became ready or was redefined.
     idle_wake: Notify,
@@ -123,6 +125,7 @@ impl Supervisor {
             ports: Ports::new(cfg.instances.port_range),
             backend,
             logs_dir: cfg.logs_dir(),
+            slots_dir: cfg.slots_dir(),
             spawner: Spawner::start()?,
             boot_id: process::boot_id(),
             cfg,
@@ -248,6 +251,12 @@ impl Supervisor {
         Ok(InstanceView::of(&inst))
     }
 
+    /// Checks a definition against the limits and the operator's backend environment.
+    fn validate(&self, spec: &InstanceSpec) -> Result<()> {
+        let cfg = &self.shared.cfg;
+        spec.validate(&cfg.instances, &cfg.backends.llama_cpp.environment)
+    }
+
     /// Checks that a fixed port is not the fixed port of another instance.
     fn check_port_free(&self, name: &str, spec: &InstanceSpec) -> Result<()> {
         let Some(port) = spec.port else {
@@ -275,8 +284,8 @@ impl Supervisor {
     ) -> Result<InstanceView> {
         name::validate(name)?;
         let spec = SpecPatch::from_body(body)?.into_new_spec();
-        spec.validate(&self.shared.cfg.instances)?;
-        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        self.validate(&spec)?;
+        let spec_json = to_json(&spec)?;
 
         let _guard = self.gate.lock().await;
         if self.read_map().contains_key(name) {
@@ -315,9 +324,9 @@ impl Supervisor {
         let patch = SpecPatch::from_body(body)?;
         let mut spec = inst.spec();
         spec.apply(patch);
-        spec.validate(&self.shared.cfg.instances)?;
+        self.validate(&spec)?;
         self.check_port_free(name, &spec)?;
-        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let spec_json = to_json(&spec)?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
@@ -352,6 +361,13 @@ impl Supervisor {
         inst.shutdown().await;
         self.record(name, Event::Deleted, actor, None).await;
         logs::remove(&self.shared.logs_dir, name);
+        // Saved slots hold prompt state: a later instance of the same name must not see them.
+        let slots = self.shared.slots_dir.join(name);
+        if let Err(e) = std::fs::remove_dir_all(&slots) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %slots.display(), error = %e, "could not remove saved slots");
+            }
+        }
         Ok(())
     }
 
@@ -425,4 +441,9 @@ impl Supervisor {
             .and_then(|r| r.ok().map(|state| state.clone()));
         Ok(reached.unwrap_or_else(|| rx.borrow().clone()))
     }
+}
+
+/// A definition as stored and recorded.
+fn to_json(spec: &InstanceSpec) -> Result<String> {
+    serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))
 }
