@@ -293,3 +293,79 @@ async fn backend_queries_start_from_a_clean_environment_too() {
     assert!(!text.contains("LLAMACTL_"), "{text}");
     assert!(!text.contains(ADMIN_KEY), "{text}");
 }
+
+#[tokio::test]
+async fn secret_looking_values_are_hidden_but_reach_the_backend() {
+    let server = TestServer::start(Options::fake()).await;
+    let secrets = ["hf_SECRETTOKEN123", "sk-SECRETAPIKEY456", "hf_ENVSECRET789"];
+    let (code, created) = server
+        .create(
+            "m",
+            json!({
+                "model": "/m.gguf", "hf_token": secrets[0], "api_key": secrets[1],
+                "environment": {"HF_TOKEN": secrets[2]}
+            }),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    server.wait_status("m", "running", READY).await;
+
+    // Shown nowhere: the answer, the view, the log (header and what the backend echoed), history.
+    let (_, view) = server.get("m").await;
+    assert_eq!(view["options"]["backend_options"]["hf_token"], "***");
+    assert_eq!(view["options"]["environment"]["HF_TOKEN"], "***");
+    let (_, logs) = server.logs("m", None).await;
+    let history = format!("{:?}", server.instance_history("m").await);
+    let (_, list) = server.call(Method::GET, "/api/v1/instances", None).await;
+    for shown in [
+        created.to_string(),
+        view.to_string(),
+        list.to_string(),
+        logs.to_string(),
+        history,
+    ] {
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+    }
+    let logs = logs.as_str().unwrap();
+    assert!(logs.contains("--hf-token *** --api-key ***"), "{logs}");
+
+    // The backend got the real values.
+    let args = backend_args(&server, "m").await;
+    assert!(args.contains(&secrets[0].to_string()), "{args:?}");
+    assert!(args.contains(&secrets[1].to_string()), "{args:?}");
+
+    // Sending the view back (as a GET-edit-PUT client does) keeps the secrets.
+    let mut echoed = view["options"].clone();
+    echoed["backend_options"]["ctx_size"] = json!(512);
+    let (code, body) = server.update("m", echoed).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    server.wait_status("m", "running", READY).await;
+    let args = backend_args(&server, "m").await;
+    assert!(args.contains(&secrets[1].to_string()), "{args:?}");
+    let environ = backend_environ(&server, "m").await;
+    assert!(
+        environ.contains(&format!("HF_TOKEN={}", secrets[2])),
+        "{environ:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_reason_does_not_quote_secrets() {
+    let server = TestServer::start(Options::fake()).await;
+    let secret = "sk-SECRETAPIKEY456";
+    let (code, body) = server
+        .create(
+            "m",
+            json!({"model": "/m.gguf", "api_key": secret, "fake_exit_before_ready": 1}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let failed = server.wait_status("m", "failed", READY).await;
+    let reason = failed["last_error"].as_str().unwrap();
+    assert!(reason.contains("--api-key ***"), "{reason}");
+    assert!(!reason.contains(secret), "{reason}");
+    let history = format!("{:?}", server.instance_history("m").await);
+    assert!(!history.contains(secret), "{history}");
+}

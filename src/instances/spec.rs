@@ -4,7 +4,7 @@
 //! reference) and structured (`backend_type` / `backend_options`). Both turn into a [`SpecPatch`], which
 //! creates a definition or updates one.
 
-use super::{environment, options};
+use super::{environment, options, secrets};
 use crate::config::{InstancesConfig, Minutes};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -113,10 +113,20 @@ impl InstanceSpec {
         Ok(())
     }
 
-    /// Applies a patch: given fields replace, the rest stay.
-    pub fn apply(&mut self, patch: SpecPatch) {
+    /// Applies a patch: given fields replace, the rest stay. A secret value sent back as the
+    /// redaction placeholder keeps the stored one (`secrets.rs`).
+    pub fn apply(&mut self, mut patch: SpecPatch) -> Result<()> {
         if let Some(backend_type) = patch.backend_type {
             self.backend_type = backend_type;
+        }
+        match &mut patch.options {
+            OptionsPatch::Keep => {}
+            OptionsPatch::Replace(map) | OptionsPatch::Merge(map) => {
+                secrets::keep_options(map, &self.backend_options)?
+            }
+        }
+        if let Some(Some(env)) = &mut patch.fields.environment {
+            secrets::keep_environment(env, self.environment.as_ref())?;
         }
         match patch.options {
             OptionsPatch::Keep => {}
@@ -139,6 +149,7 @@ impl InstanceSpec {
         set(&mut self.idle_timeout, f.idle_timeout);
         set(&mut self.environment, f.environment);
         set(&mut self.port, f.port);
+        Ok(())
     }
 }
 
@@ -233,10 +244,10 @@ impl SpecPatch {
     }
 
     /// A new definition from a create body.
-    pub fn into_new_spec(self) -> InstanceSpec {
+    pub fn into_new_spec(self) -> Result<InstanceSpec> {
         let mut spec = InstanceSpec::default();
-        spec.apply(self);
-        spec
+        spec.apply(self)?;
+        Ok(spec)
     }
 }
 
@@ -299,7 +310,8 @@ mod tests {
             "model": "/m.gguf", "ctx_size": 2048, "on_demand_start": false, "port": 8100
         })))
         .unwrap()
-        .into_new_spec();
+        .into_new_spec()
+        .unwrap();
         assert_eq!(
             spec.backend_options,
             body(json!({"model": "/m.gguf", "ctx_size": 2048}))
@@ -317,7 +329,8 @@ mod tests {
             "auto_restart": false
         })))
         .unwrap()
-        .into_new_spec();
+        .into_new_spec()
+        .unwrap();
         assert_eq!(spec.backend_options, body(json!({"model": "/m.gguf"})));
         assert_eq!(spec.auto_restart, Some(false));
 
@@ -364,7 +377,8 @@ mod tests {
         for case in cases {
             let spec = SpecPatch::from_body(body(case.clone()))
                 .unwrap()
-                .into_new_spec();
+                .into_new_spec()
+                .unwrap();
             assert!(
                 matches!(
                     spec.validate(&defaults(), &BTreeMap::new()),
@@ -388,9 +402,28 @@ mod tests {
         ] {
             let spec = SpecPatch::from_body(body(json!({ "environment": env })))
                 .unwrap()
-                .into_new_spec();
+                .into_new_spec()
+                .unwrap();
             assert_eq!(spec.validate(&defaults(), &operator).is_ok(), ok, "{env}");
         }
+    }
+
+    #[test]
+    fn a_put_of_the_redacted_view_keeps_the_secrets() {
+        let mut spec = SpecPatch::from_body(body(json!({
+            "model": "/a.gguf", "api_key": "real-key", "environment": {"HF_TOKEN": "real-token"}
+        })))
+        .unwrap()
+        .into_new_spec()
+        .unwrap();
+        let shown = serde_json::to_value(spec.redacted()).unwrap();
+        assert_eq!(shown["backend_options"]["api_key"], "***");
+        let mut echoed = body(shown);
+        echoed["backend_options"]["model"] = json!("/b.gguf");
+        spec.apply(SpecPatch::from_body(echoed).unwrap()).unwrap();
+        assert_eq!(spec.backend_options["api_key"], "real-key");
+        assert_eq!(spec.backend_options["model"], "/b.gguf");
+        assert_eq!(spec.environment.unwrap()["HF_TOKEN"], "real-token");
     }
 
     #[test]
@@ -399,19 +432,22 @@ mod tests {
             json!({"model": "/a.gguf", "ctx_size": 512, "auto_restart": false}),
         ))
         .unwrap()
-        .into_new_spec();
+        .into_new_spec()
+        .unwrap();
         spec.apply(
             SpecPatch::from_body(body(
                 json!({"ctx_size": 1024, "threads": 2, "auto_restart": null}),
             ))
             .unwrap(),
-        );
+        )
+        .unwrap();
         assert_eq!(
             spec.backend_options,
             body(json!({"model": "/a.gguf", "ctx_size": 1024, "threads": 2}))
         );
         assert_eq!(spec.auto_restart, None);
-        spec.apply(SpecPatch::from_body(body(json!({"threads": null}))).unwrap());
+        spec.apply(SpecPatch::from_body(body(json!({"threads": null}))).unwrap())
+            .unwrap();
         assert!(!spec.backend_options.contains_key("threads"));
     }
 
@@ -419,10 +455,12 @@ mod tests {
     fn structured_update_replaces_options() {
         let mut spec = SpecPatch::from_body(body(json!({"model": "/a.gguf", "ctx_size": 512})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         spec.apply(
             SpecPatch::from_body(body(json!({"backend_options": {"model": "/b.gguf"}}))).unwrap(),
-        );
+        )
+        .unwrap();
         assert_eq!(spec.backend_options, body(json!({"model": "/b.gguf"})));
     }
 
@@ -430,7 +468,8 @@ mod tests {
     fn lifecycle_uses_config_defaults() {
         let spec = SpecPatch::from_body(body(json!({"max_restarts": 7})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         let life = spec.lifecycle(&defaults());
         assert_eq!(life.max_restarts, 7);
         assert!(life.auto_restart);
@@ -441,12 +480,14 @@ mod tests {
     fn idle_timeout_takes_fractions_of_a_minute() {
         let spec = SpecPatch::from_body(body(json!({"idle_timeout": 0.05})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         let idle = spec.lifecycle(&defaults()).idle_timeout.duration();
         assert_eq!(idle, Some(std::time::Duration::from_secs(3)));
         let whole = SpecPatch::from_body(body(json!({"idle_timeout": 5})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         assert_eq!(serde_json::to_value(&whole).unwrap()["idle_timeout"], 5);
     }
 
@@ -454,7 +495,8 @@ mod tests {
     fn stored_form_round_trips() {
         let spec = SpecPatch::from_body(body(json!({"model": "/a.gguf", "port": 8001})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<InstanceSpec>(&text).unwrap(), spec);
     }

@@ -251,9 +251,16 @@ impl Actor {
         }
         let port = shared.ports.reserve(spec.port, self.last_port)?;
         let args = llama_cpp::build_args(backend.args(), &options, "127.0.0.1", port);
-        let mut argv = vec![program.display().to_string()];
-        argv.extend(args.iter().cloned());
-        let mut log = match logs::open_for_run(&shared.logs_dir, &self.inst.name, &argv) {
+        // The log shows the command line with secret-looking values hidden.
+        let (shown_options, _) = options::for_run(&spec.redacted().backend_options, &slot_dir);
+        let mut shown = vec![program.display().to_string()];
+        shown.extend(llama_cpp::build_args(
+            backend.args(),
+            &shown_options,
+            "127.0.0.1",
+            port,
+        ));
+        let mut log = match logs::open_for_run(&shared.logs_dir, &self.inst.name, &shown) {
             Ok(log) => log,
             Err(e) => {
                 shared.ports.release(port);
@@ -383,11 +390,9 @@ impl Actor {
             } else {
                 "(auto_restart is off)".to_string()
             };
-            format!(
-                "backend {} {why}; last log lines:\n{}",
-                exit.0,
-                tail.trim_end()
-            )
+            // The backend may echo a secret it was given; the reason is shown and recorded.
+            let tail = self.inst.spec().scrub(tail.trim_end());
+            format!("backend {} {why}; last log lines:\n{tail}", exit.0)
         });
         // One state change with the final reason, so nobody sees "running" without a process
         // behind it, or a failure without its explanation.

@@ -75,7 +75,7 @@ pub struct InstanceView {
     /// PID of the backend process, while there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// The definition.
+    /// The definition, with secret-looking values hidden.
     pub options: InstanceSpec,
     /// Restarts in a row after crashes.
     pub restarts: u32,
@@ -87,7 +87,7 @@ pub struct InstanceView {
 impl InstanceView {
     fn of(inst: &Instance) -> Self {
         let state = inst.snapshot();
-        let options = inst.spec();
+        let options = inst.spec().redacted();
         InstanceView {
             name: inst.name.clone(),
             status: state.status,
@@ -283,7 +283,7 @@ impl Supervisor {
         actor: &Actor,
     ) -> Result<InstanceView> {
         name::validate(name)?;
-        let spec = SpecPatch::from_body(body)?.into_new_spec();
+        let spec = SpecPatch::from_body(body)?.into_new_spec()?;
         self.validate(&spec)?;
         let spec_json = to_json(&spec)?;
 
@@ -304,8 +304,13 @@ impl Supervisor {
             .db
             .insert_instance(name, &spec_json, Desired::Running, now)
             .await?;
-        self.record(name, Event::Created, actor, Some(&spec_json))
-            .await;
+        self.record(
+            name,
+            Event::Created,
+            actor,
+            Some(&to_json(&spec.redacted())?),
+        )
+        .await;
         let inst = self.adopt(name.to_string(), now, spec);
         self.record(name, Event::StartRequested, actor, None).await;
         // A spawn failure leaves a valid definition in `failed`, with the reason shown.
@@ -323,17 +328,18 @@ impl Supervisor {
         let inst = self.instance(name)?;
         let patch = SpecPatch::from_body(body)?;
         let mut spec = inst.spec();
-        spec.apply(patch);
+        spec.apply(patch)?;
         self.validate(&spec)?;
         self.check_port_free(name, &spec)?;
         let spec_json = to_json(&spec)?;
+        let shown_json = to_json(&spec.redacted())?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
             .update_instance_spec(name, &spec_json, now)
             .await?;
         inst.set_spec(spec);
-        self.record(name, Event::Updated, actor, Some(&spec_json))
+        self.record(name, Event::Updated, actor, Some(&shown_json))
             .await;
         // The idle timeout may have changed.
         self.shared.idle_wake.notify_one();
@@ -407,9 +413,11 @@ impl Supervisor {
 
     /// The last `lines` lines of an instance's log (all for `None`).
     pub async fn logs(&self, name: &str, lines: Option<usize>) -> Result<String> {
-        self.instance(name)?;
+        let spec = self.instance(name)?.spec();
         let file = logs::path(&self.shared.logs_dir, name);
-        Ok(tokio::task::spawn_blocking(move || logs::tail(&file, lines)).await??)
+        let text = tokio::task::spawn_blocking(move || logs::tail(&file, lines)).await??;
+        // The backend may echo a secret it was given.
+        Ok(spec.scrub(&text))
     }
 
     /// Stops every child, keeping each instance's desired state for the next boot.
