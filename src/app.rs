@@ -1,6 +1,7 @@
 //! Builds the whole server from a configuration and runs it until a shutdown signal.
 
 use crate::auth::{bootstrap, Auth};
+use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -74,11 +75,24 @@ impl Application {
                  port can run and stop instances"
             );
         }
+        let backend = Arc::new(BackendCommand::resolve(&cfg.backends.llama_cpp));
+        if let Err(why) = backend.program() {
+            // Kept running (definitions can still be managed); every start fails with this reason.
+            tracing::error!(
+                "backends.llama-cpp.command: {why}; no instance can start until it is fixed"
+            );
+        }
         let http_client = crate::proxy::client();
-        let supervisor = Supervisor::new(cfg.clone(), db.clone(), http_client.clone())?;
+        let supervisor = Supervisor::new(
+            cfg.clone(),
+            db.clone(),
+            http_client.clone(),
+            backend.clone(),
+        )?;
         supervisor.restore().await?;
         let state = AppState {
             cfg,
+            backend,
             supervisor,
             auth,
             db,

@@ -114,6 +114,9 @@ pub struct InstancesConfig {
     pub port_range: [u16; 2],
     /// Directory of `<name>.log` files; empty means `<data_dir>/logs`.
     pub logs_dir: PathBuf,
+    /// Directory holding one `<name>/` per instance for `slot_save_path`; empty means
+    /// `<data_dir>/slots`.
+    pub slots_dir: PathBuf,
     /// Most instances that may be defined; -1 = no limit.
     pub max_instances: i64,
     /// Most instances that may run at once; -1 = no limit.
@@ -258,6 +261,7 @@ impl Default for InstancesConfig {
         InstancesConfig {
             port_range: [8000, 9000],
             logs_dir: PathBuf::new(),
+            slots_dir: PathBuf::new(),
             max_instances: -1,
             max_running_instances: -1,
             enable_lru_eviction: true,
@@ -392,6 +396,10 @@ const ENV_VARS: &[(&str, Setter)] = &[
         c.instances.logs_dir = PathBuf::from(v);
         Ok(())
     }),
+    ("LLAMACTL_SLOTS_DIR", |c, v| {
+        c.instances.slots_dir = PathBuf::from(v);
+        Ok(())
+    }),
     ("LLAMACTL_INSTANCE_PORT_RANGE", |c, v| {
         c.instances.port_range = parse_port_range(v)?;
         Ok(())
@@ -519,6 +527,18 @@ impl Config {
                 "backends.llama-cpp.command must not be empty".into(),
             ));
         }
+        // llamactl's own settings (keys among them) never reach a backend.
+        if let Some(name) = self
+            .backends
+            .llama_cpp
+            .environment
+            .keys()
+            .find(|name| name.starts_with("LLAMACTL_"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "backends.llama-cpp.environment: {name}: LLAMACTL_* variables are never passed to backends"
+            )));
+        }
         for (key, value) in [
             ("instances.max_instances", self.instances.max_instances),
             (
@@ -572,6 +592,15 @@ impl Config {
         }
     }
 
+    /// The directory of per-instance slot directories in force.
+    pub fn slots_dir(&self) -> PathBuf {
+        if self.instances.slots_dir.as_os_str().is_empty() {
+            self.data_dir.join("slots")
+        } else {
+            self.data_dir.join(&self.instances.slots_dir)
+        }
+    }
+
     /// The directory of instance logs in force.
     pub fn logs_dir(&self) -> PathBuf {
         if self.instances.logs_dir.as_os_str().is_empty() {
@@ -607,6 +636,7 @@ mod tests {
         assert_eq!(c.instances.port_range, [8000, 9000]);
         assert_eq!(c.database_path(), PathBuf::from("./data/llamactl.db"));
         assert_eq!(c.logs_dir(), PathBuf::from("./data/logs"));
+        assert_eq!(c.slots_dir(), PathBuf::from("./data/slots"));
         assert!(c.auth.require_management_auth);
         assert_eq!(c.backends.llama_cpp.command, "llama-server");
     }
@@ -666,6 +696,18 @@ mod tests {
         let c = parse_str("backends:\n  llama-cpp:\n    command: /opt/llama-server\n    args: [\"--log-disable\"]\n").unwrap();
         assert_eq!(c.backends.llama_cpp.command, "/opt/llama-server");
         assert_eq!(c.backends.llama_cpp.args, vec!["--log-disable"]);
+    }
+
+    #[test]
+    fn backend_environment_may_not_carry_llamactl_settings() {
+        let c =
+            parse_str("backends:\n  llama-cpp:\n    environment: {LLAMACTL_MANAGEMENT_KEYS: x}\n")
+                .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("LLAMACTL_MANAGEMENT_KEYS"), "{err}");
+        let mut c = Config::default();
+        apply_env(&mut c, &env_of(&[("LLAMACTL_SLOTS_DIR", "/srv/slots")])).unwrap();
+        assert_eq!(c.slots_dir(), PathBuf::from("/srv/slots"));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use serde_json::{Map, Value};
 
 /// Turns options into flags: `snake_case` → `--kebab-case`; `true` → bare flag; `false` → omitted;
-/// a list repeats the flag; numbers and strings are passed as given. The server's own `--host` and
-/// `--port` come last so nothing in the options can override them.
+/// a list repeats the flag; numbers and strings are passed as given (`instances::options` has checked
+/// that no string starts with `-`, so none reads as a flag). The server's own `--host` and `--port`
+/// come last so nothing in the options can override them.
 pub fn build_args(
     base_args: &[String],
     options: &Map<String, Value>,

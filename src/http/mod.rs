@@ -12,6 +12,7 @@ mod proxy;
 mod system;
 
 use crate::auth::Auth;
+use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
@@ -35,6 +36,8 @@ const MANAGEMENT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     /// The configuration in force.
     pub cfg: Arc<Config>,
+    /// The backend's program and base environment, resolved at startup.
+    pub backend: Arc<BackendCommand>,
     /// Instances and their processes.
     pub supervisor: Supervisor,
     /// API keys and who may call what.

@@ -30,14 +30,16 @@ pub async fn devices(State(state): State<AppState>) -> Result<String> {
     run_backend(&state, "--list-devices").await
 }
 
-/// Runs the configured backend (with its configured leading args) with one flag and returns what it
-/// printed (stdout, then stderr).
+/// Runs the backend resolved at startup (with its configured leading args and the environment every
+/// child starts from) with one flag and returns what it printed (stdout, then stderr).
 async fn run_backend(state: &AppState, flag: &str) -> Result<String> {
-    let backend = &state.cfg.backends.llama_cpp;
-    let mut cmd = tokio::process::Command::new(&backend.command);
-    cmd.args(&backend.args)
+    let backend = &state.backend;
+    let program = backend.program().map_err(Error::Failed)?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(backend.args())
         .arg(flag)
-        .envs(&backend.environment)
+        .env_clear()
+        .envs(backend.environment(None))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
@@ -45,10 +47,10 @@ async fn run_backend(state: &AppState, flag: &str) -> Result<String> {
         .map_err(|_| {
             Error::Failed(format!(
                 "'{} {flag}' did not finish within 30 s",
-                backend.command
+                backend.configured()
             ))
         })?
-        .map_err(|e| Error::Failed(format!("failed to run '{}': {e}", backend.command)))?;
+        .map_err(|e| Error::Failed(format!("failed to run '{}': {e}", backend.configured())))?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     Ok(text)

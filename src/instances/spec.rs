@@ -4,6 +4,7 @@
 //! reference) and structured (`backend_type` / `backend_options`). Both turn into a [`SpecPatch`], which
 //! creates a definition or updates one.
 
+use super::{environment, options, secrets};
 use crate::config::{InstancesConfig, Minutes};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -95,38 +96,43 @@ impl InstanceSpec {
         }
     }
 
-    /// Checks the definition against the server's limits.
-    pub fn validate(&self, defaults: &InstancesConfig) -> Result<()> {
-        for (key, value) in &self.backend_options {
-            validate_option(key, value)?;
-        }
+    /// Checks the definition against the server's limits and what an API caller may choose:
+    /// options (`options.rs`) and environment variables (`environment.rs`), where `operator_env` is
+    /// the operator's `backends.*.environment`, which an instance may not override.
+    pub fn validate(
+        &self,
+        limits: &InstancesConfig,
+        operator_env: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        options::validate(&self.backend_options)?;
         if let Some(port) = self.port {
-            let [lo, hi] = defaults.port_range;
+            let [lo, hi] = limits.port_range;
             if port < lo || port > hi {
                 return Err(Error::BadRequest(format!(
                     "port {port} is outside the configured port_range [{lo}, {hi}]"
                 )));
             }
         }
-        if let Some(env) = &self.environment {
-            for name in env.keys() {
-                let valid = !name.is_empty()
-                    && !name.starts_with(|c: char| c.is_ascii_digit())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid {
-                    return Err(Error::BadRequest(format!(
-                        "environment: '{name}' is not a valid variable name"
-                    )));
-                }
-            }
+        for name in self.environment.iter().flatten().map(|(name, _)| name) {
+            environment::check_variable(name, |n| operator_env.contains_key(n))?;
         }
         Ok(())
     }
 
-    /// Applies a patch: given fields replace, the rest stay.
-    pub fn apply(&mut self, patch: SpecPatch) {
+    /// Applies a patch: given fields replace, the rest stay. A secret value sent back as the
+    /// redaction placeholder keeps the stored one (`secrets.rs`).
+    pub fn apply(&mut self, mut patch: SpecPatch) -> Result<()> {
         if let Some(backend_type) = patch.backend_type {
             self.backend_type = backend_type;
+        }
+        match &mut patch.options {
+            OptionsPatch::Keep => {}
+            OptionsPatch::Replace(map) | OptionsPatch::Merge(map) => {
+                secrets::keep_options(map, &self.backend_options)?
+            }
+        }
+        if let Some(Some(env)) = &mut patch.fields.environment {
+            secrets::keep_environment(env, self.environment.as_ref())?;
         }
         match patch.options {
             OptionsPatch::Keep => {}
@@ -150,6 +156,7 @@ impl InstanceSpec {
         set(&mut self.idle_timeout, f.idle_timeout);
         set(&mut self.environment, f.environment);
         set(&mut self.port, f.port);
+        Ok(())
     }
 }
 
@@ -246,10 +253,10 @@ impl SpecPatch {
     }
 
     /// A new definition from a create body.
-    pub fn into_new_spec(self) -> InstanceSpec {
+    pub fn into_new_spec(self) -> Result<InstanceSpec> {
         let mut spec = InstanceSpec::default();
-        spec.apply(self);
-        spec
+        spec.apply(self)?;
+        Ok(spec)
     }
 }
 
@@ -280,7 +287,7 @@ fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<Opti
         .map_err(|e| Error::BadRequest(format!("invalid value {shown} for '{key}': {e}")))
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(super) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -289,49 +296,6 @@ fn type_name(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Options the server sets itself; a body may not.
-const RESERVED_OPTIONS: &[&str] = &["host", "port"];
-
-/// Checks one backend option: a flag-like key and a value that maps to argv.
-fn validate_option(key: &str, value: &Value) -> Result<()> {
-    let flag_like = key.len() <= 64
-        && key.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !flag_like {
-        return Err(Error::BadRequest(format!(
-            "invalid option name '{key}': use letters, digits, '_' and '-'"
-        )));
-    }
-    if RESERVED_OPTIONS.contains(&key.replace('-', "_").as_str()) {
-        return Err(Error::BadRequest(format!(
-            "option '{key}' is set by llamactl; use the instance-level 'port' field to fix a port"
-        )));
-    }
-    let scalar_ok = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
-    let ok = match value {
-        Value::Array(items) => items
-            .iter()
-            .all(|v| matches!(v, Value::String(_) | Value::Number(_))),
-        other => scalar_ok(other),
-    };
-    if !ok {
-        return Err(Error::BadRequest(format!(
-            "option '{key}' has an unsupported value ({}): use a string, number, boolean or a list of strings/numbers",
-            type_name(value)
-        )));
-    }
-    if let Some(s) = value.as_str() {
-        if s.contains('\0') {
-            return Err(Error::BadRequest(format!(
-                "option '{key}' contains a NUL byte"
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -356,14 +320,15 @@ mod tests {
             "model": "/m.gguf", "ctx_size": 2048, "on_demand_start": false, "port": 8100
         })))
         .unwrap()
-        .into_new_spec();
+        .into_new_spec()
+        .unwrap();
         assert_eq!(
             spec.backend_options,
             body(json!({"model": "/m.gguf", "ctx_size": 2048}))
         );
         assert_eq!(spec.on_demand_start, Some(false));
         assert_eq!(spec.port, Some(8100));
-        assert!(spec.validate(&defaults()).is_ok());
+        assert!(spec.validate(&defaults(), &BTreeMap::new()).is_ok());
     }
 
     #[test]
@@ -374,7 +339,8 @@ mod tests {
             "auto_restart": false
         })))
         .unwrap()
-        .into_new_spec();
+        .into_new_spec()
+        .unwrap();
         assert_eq!(spec.backend_options, body(json!({"model": "/m.gguf"})));
         assert_eq!(spec.auto_restart, Some(false));
 
@@ -421,12 +387,53 @@ mod tests {
         for case in cases {
             let spec = SpecPatch::from_body(body(case.clone()))
                 .unwrap()
-                .into_new_spec();
+                .into_new_spec()
+                .unwrap();
             assert!(
-                matches!(spec.validate(&defaults()), Err(Error::BadRequest(_))),
+                matches!(
+                    spec.validate(&defaults(), &BTreeMap::new()),
+                    Err(Error::BadRequest(_))
+                ),
                 "{case}"
             );
         }
+    }
+
+    #[test]
+    fn environment_is_checked_against_the_allowlist_and_the_operator() {
+        let operator: BTreeMap<String, String> =
+            [("CUDA_VISIBLE_DEVICES".to_string(), "0".to_string())].into();
+        for (env, ok) in [
+            (json!({"OMP_NUM_THREADS": "2"}), true),
+            (json!({"PATH": "/somewhere"}), false),
+            (json!({"LD_PRELOAD": "/x.so"}), false),
+            (json!({"LLAMA_ARG_PORT": "1"}), false),
+            (json!({"CUDA_VISIBLE_DEVICES": "1"}), false),
+        ] {
+            let spec = SpecPatch::from_body(body(json!({ "environment": env })))
+                .unwrap()
+                .into_new_spec()
+                .unwrap();
+            assert_eq!(spec.validate(&defaults(), &operator).is_ok(), ok, "{env}");
+        }
+    }
+
+    #[test]
+    fn a_put_of_the_redacted_view_keeps_the_secrets() {
+        let mut spec = SpecPatch::from_body(body(json!({
+            "model": "/a.gguf", "api_key": "real-key", "environment": {"HF_TOKEN": "real-token"}
+        })))
+        .unwrap()
+        .into_new_spec()
+        .unwrap();
+        let shown = serde_json::to_value(spec.redacted()).unwrap();
+        assert_eq!(shown["backend_options"]["api_key"], "***");
+        let mut echoed = body(shown);
+        echoed["backend_options"]["model"] = json!("/b.gguf");
+        spec.apply(SpecPatch::from_body(echoed).unwrap()).unwrap();
+        assert_eq!(spec.backend_options["api_key"], "real-key");
+        assert_eq!(spec.backend_options["model"], "/b.gguf");
+        assert_eq!(spec.environment.unwrap()["HF_TOKEN"], "real-token");
     }
 
     #[test]
@@ -435,19 +442,22 @@ mod tests {
             json!({"model": "/a.gguf", "ctx_size": 512, "auto_restart": false}),
         ))
         .unwrap()
-        .into_new_spec();
+        .into_new_spec()
+        .unwrap();
         spec.apply(
             SpecPatch::from_body(body(
                 json!({"ctx_size": 1024, "threads": 2, "auto_restart": null}),
             ))
             .unwrap(),
-        );
+        )
+        .unwrap();
         assert_eq!(
             spec.backend_options,
             body(json!({"model": "/a.gguf", "ctx_size": 1024, "threads": 2}))
         );
         assert_eq!(spec.auto_restart, None);
-        spec.apply(SpecPatch::from_body(body(json!({"threads": null}))).unwrap());
+        spec.apply(SpecPatch::from_body(body(json!({"threads": null}))).unwrap())
+            .unwrap();
         assert!(!spec.backend_options.contains_key("threads"));
     }
 
@@ -455,10 +465,12 @@ mod tests {
     fn structured_update_replaces_options() {
         let mut spec = SpecPatch::from_body(body(json!({"model": "/a.gguf", "ctx_size": 512})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         spec.apply(
             SpecPatch::from_body(body(json!({"backend_options": {"model": "/b.gguf"}}))).unwrap(),
-        );
+        )
+        .unwrap();
         assert_eq!(spec.backend_options, body(json!({"model": "/b.gguf"})));
     }
 
@@ -466,7 +478,8 @@ mod tests {
     fn lifecycle_uses_config_defaults() {
         let spec = SpecPatch::from_body(body(json!({"max_restarts": 7})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         let life = spec.lifecycle(&defaults());
         assert_eq!(life.max_restarts, 7);
         assert!(life.auto_restart);
@@ -477,12 +490,14 @@ mod tests {
     fn idle_timeout_takes_fractions_of_a_minute() {
         let spec = SpecPatch::from_body(body(json!({"idle_timeout": 0.05})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         let idle = spec.lifecycle(&defaults()).idle_timeout.duration();
         assert_eq!(idle, Some(std::time::Duration::from_secs(3)));
         let whole = SpecPatch::from_body(body(json!({"idle_timeout": 5})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         assert_eq!(serde_json::to_value(&whole).unwrap()["idle_timeout"], 5);
     }
 
@@ -490,7 +505,8 @@ mod tests {
     fn stored_form_round_trips() {
         let spec = SpecPatch::from_body(body(json!({"model": "/a.gguf", "port": 8001})))
             .unwrap()
-            .into_new_spec();
+            .into_new_spec()
+            .unwrap();
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<InstanceSpec>(&text).unwrap(), spec);
     }

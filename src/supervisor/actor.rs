@@ -8,6 +8,7 @@ use super::state::Status;
 use super::{health, logs, process, Shared};
 use crate::backends::llama_cpp;
 use crate::db::history::{self, Event};
+use crate::instances::options;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,28 +234,47 @@ impl Actor {
 
     async fn spawn(&mut self) -> Result<(), String> {
         let spec = self.inst.spec();
-        let backend = &self.shared.cfg.backends.llama_cpp;
-        let port = self.shared.ports.reserve(spec.port, self.last_port)?;
-        let args = llama_cpp::build_args(&backend.args, &spec.backend_options, "127.0.0.1", port);
-        let mut argv = vec![backend.command.clone()];
-        argv.extend(args.iter().cloned());
-        let mut log = match logs::open_for_run(&self.shared.logs_dir, &self.inst.name, &argv) {
+        let shared = &self.shared;
+        let backend = &shared.backend;
+        // A definition stored before a check existed is held to it too.
+        spec.validate(
+            &shared.cfg.instances,
+            &shared.cfg.backends.llama_cpp.environment,
+        )
+        .map_err(|e| e.to_string())?;
+        let program = backend.program()?.to_path_buf();
+        let slot_dir = shared.slots_dir.join(&self.inst.name);
+        let (options, slots) = options::for_run(&spec.backend_options, &slot_dir);
+        if let Some(dir) = slots {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create the slot directory {}: {e}", dir.display()))?;
+        }
+        let port = shared.ports.reserve(spec.port, self.last_port)?;
+        let args = llama_cpp::build_args(backend.args(), &options, "127.0.0.1", port);
+        // The log shows the command line with secret-looking values hidden.
+        let (shown_options, _) = options::for_run(&spec.redacted().backend_options, &slot_dir);
+        let mut shown = vec![program.display().to_string()];
+        shown.extend(llama_cpp::build_args(
+            backend.args(),
+            &shown_options,
+            "127.0.0.1",
+            port,
+        ));
+        let mut log = match logs::open_for_run(&shared.logs_dir, &self.inst.name, &shown) {
             Ok(log) => log,
             Err(e) => {
-                self.shared.ports.release(port);
+                shared.ports.release(port);
                 return Err(format!("cannot open the instance log: {e}"));
             }
         };
-        let mut env = backend.environment.clone();
-        env.extend(spec.environment.unwrap_or_default());
         let spawned = match log.try_clone() {
             Ok(child_log) => {
-                self.shared
+                shared
                     .spawner
                     .spawn(SpawnSpec {
-                        program: backend.command.clone(),
+                        program,
                         args,
-                        env,
+                        env: backend.environment(spec.environment.as_ref()),
                         log: child_log,
                     })
                     .await
@@ -264,8 +284,8 @@ impl Actor {
         let child = match spawned {
             Ok(child) => ChildProc::adopt(child),
             Err(e) => {
-                self.shared.ports.release(port);
-                let reason = format!("cannot run '{}': {e}", backend.command);
+                shared.ports.release(port);
+                let reason = format!("cannot run '{}': {e}", backend.configured());
                 let _ = writeln!(log, "=== llamactl: {reason} ===");
                 return Err(reason);
             }
@@ -370,11 +390,9 @@ impl Actor {
             } else {
                 "(auto_restart is off)".to_string()
             };
-            format!(
-                "backend {} {why}; last log lines:\n{}",
-                exit.0,
-                tail.trim_end()
-            )
+            // The backend may echo a secret it was given; the reason is shown and recorded.
+            let tail = self.inst.spec().scrub(tail.trim_end());
+            format!("backend {} {why}; last log lines:\n{tail}", exit.0)
         });
         // One state change with the final reason, so nobody sees "running" without a process
         // behind it, or a failure without its explanation.

@@ -24,6 +24,7 @@ pub use instance::Instance;
 pub use state::{RuntimeState, Status};
 pub use usage::InFlight;
 
+use crate::backends::BackendCommand;
 use crate::config::Config;
 pub use crate::db::history::Actor;
 use crate::db::history::Event;
@@ -50,7 +51,11 @@ pub(crate) struct Shared {
     ports: Ports,
     spawner: Spawner,
     http: HttpClient,
+    /// The backend's program and base environment, resolved at startup.
+    backend: Arc<BackendCommand>,
     logs_dir: PathBuf,
+    /// Holds one directory per instance for `slot_save_path`.
+    slots_dir: PathBuf,
     boot_id: String,
     /// Wakes the idle watcher: an instance became ready or was redefined.
     idle_wake: Notify,
@@ -70,7 +75,7 @@ pub struct InstanceView {
     /// PID of the backend process, while there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// The definition.
+    /// The definition, with secret-looking values hidden.
     pub options: InstanceSpec,
     /// Restarts in a row after crashes.
     pub restarts: u32,
@@ -82,7 +87,7 @@ pub struct InstanceView {
 impl InstanceView {
     fn of(inst: &Instance) -> Self {
         let state = inst.snapshot();
-        let options = inst.spec();
+        let options = inst.spec().redacted();
         InstanceView {
             name: inst.name.clone(),
             status: state.status,
@@ -110,10 +115,17 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor with no instances loaded yet; call [`Supervisor::restore`] next.
-    pub fn new(cfg: Arc<Config>, db: Db, http: HttpClient) -> Result<Self> {
+    pub fn new(
+        cfg: Arc<Config>,
+        db: Db,
+        http: HttpClient,
+        backend: Arc<BackendCommand>,
+    ) -> Result<Self> {
         let shared = Shared {
             ports: Ports::new(cfg.instances.port_range),
+            backend,
             logs_dir: cfg.logs_dir(),
+            slots_dir: cfg.slots_dir(),
             spawner: Spawner::start()?,
             boot_id: process::boot_id(),
             cfg,
@@ -252,6 +264,12 @@ impl Supervisor {
         Ok(InstanceView::of(&inst))
     }
 
+    /// Checks a definition against the limits and the operator's backend environment.
+    fn validate(&self, spec: &InstanceSpec) -> Result<()> {
+        let cfg = &self.shared.cfg;
+        spec.validate(&cfg.instances, &cfg.backends.llama_cpp.environment)
+    }
+
     /// Checks that a fixed port is not the fixed port of another instance.
     fn check_port_free(&self, name: &str, spec: &InstanceSpec) -> Result<()> {
         let Some(port) = spec.port else {
@@ -278,9 +296,9 @@ impl Supervisor {
         actor: &Actor,
     ) -> Result<InstanceView> {
         name::validate(name)?;
-        let spec = SpecPatch::from_body(body)?.into_new_spec();
-        spec.validate(&self.shared.cfg.instances)?;
-        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let spec = SpecPatch::from_body(body)?.into_new_spec()?;
+        self.validate(&spec)?;
+        let spec_json = to_json(&spec)?;
 
         let _guard = self.gate.lock().await;
         if self.read_map().contains_key(name) {
@@ -299,8 +317,13 @@ impl Supervisor {
             .db
             .insert_instance(name, &spec_json, Desired::Running, now)
             .await?;
-        self.record(name, Event::Created, actor, Some(&spec_json))
-            .await;
+        self.record(
+            name,
+            Event::Created,
+            actor,
+            Some(&to_json(&spec.redacted())?),
+        )
+        .await;
         let inst = self.adopt(name.to_string(), now, spec, Desired::Running);
         self.record(name, Event::StartRequested, actor, None).await;
         // A spawn failure leaves a valid definition in `failed`, with the reason shown.
@@ -318,17 +341,18 @@ impl Supervisor {
         let inst = self.instance(name)?;
         let patch = SpecPatch::from_body(body)?;
         let mut spec = inst.spec();
-        spec.apply(patch);
-        spec.validate(&self.shared.cfg.instances)?;
+        spec.apply(patch)?;
+        self.validate(&spec)?;
         self.check_port_free(name, &spec)?;
-        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let spec_json = to_json(&spec)?;
+        let shown_json = to_json(&spec.redacted())?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
             .update_instance_spec(name, &spec_json, now)
             .await?;
         inst.set_spec(spec);
-        self.record(name, Event::Updated, actor, Some(&spec_json))
+        self.record(name, Event::Updated, actor, Some(&shown_json))
             .await;
         // The idle timeout may have changed.
         self.shared.idle_wake.notify_one();
@@ -356,6 +380,13 @@ impl Supervisor {
         inst.shutdown().await;
         self.record(name, Event::Deleted, actor, None).await;
         logs::remove(&self.shared.logs_dir, name);
+        // Saved slots hold prompt state: a later instance of the same name must not see them.
+        let slots = self.shared.slots_dir.join(name);
+        if let Err(e) = std::fs::remove_dir_all(&slots) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %slots.display(), error = %e, "could not remove saved slots");
+            }
+        }
         Ok(())
     }
 
@@ -395,9 +426,11 @@ impl Supervisor {
 
     /// The last `lines` lines of an instance's log (all for `None`).
     pub async fn logs(&self, name: &str, lines: Option<usize>) -> Result<String> {
-        self.instance(name)?;
+        let spec = self.instance(name)?.spec();
         let file = logs::path(&self.shared.logs_dir, name);
-        Ok(tokio::task::spawn_blocking(move || logs::tail(&file, lines)).await??)
+        let text = tokio::task::spawn_blocking(move || logs::tail(&file, lines)).await??;
+        // The backend may echo a secret it was given.
+        Ok(spec.scrub(&text))
     }
 
     /// Stops every child, keeping each instance's desired state for the next boot.
@@ -429,4 +462,9 @@ impl Supervisor {
             .and_then(|r| r.ok().map(|state| state.clone()));
         Ok(reached.unwrap_or_else(|| rx.borrow().clone()))
     }
+}
+
+/// A definition as stored and recorded.
+fn to_json(spec: &InstanceSpec) -> Result<String> {
+    serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))
 }

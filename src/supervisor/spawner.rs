@@ -5,9 +5,11 @@
 //! child later; a single long-lived spawner thread avoids that.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
@@ -15,12 +17,12 @@ use tokio::sync::oneshot;
 /// What to run.
 #[derive(Debug)]
 pub struct SpawnSpec {
-    /// Executable.
-    pub program: String,
+    /// Executable, an absolute path (never looked up on a `PATH`).
+    pub program: PathBuf,
     /// Arguments (an argv, never a shell string).
     pub args: Vec<String>,
-    /// Extra environment.
-    pub env: BTreeMap<String, String>,
+    /// The child's whole environment: nothing else is inherited.
+    pub env: BTreeMap<OsString, OsString>,
     /// Receives stdout and stderr.
     pub log: File,
 }
@@ -66,6 +68,7 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
     let stderr = spec.log.try_clone()?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
+        .env_clear()
         .envs(&spec.env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(spec.log))

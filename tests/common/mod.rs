@@ -25,9 +25,11 @@ pub fn port_range() -> [u16; 2] {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::SeqCst);
-    // Spread test binaries apart by their process id so parallel test binaries do not collide.
-    let base = 20000 + (std::process::id() % 200) as u16 * 100;
-    let lo = base + (slot % 10) * 10;
+    // Spread test binaries apart by their process id so parallel test binaries do not collide, and
+    // give each binary room for 30 tests: tests that count the backends in their range must not
+    // share it with another test running at the same time.
+    let base = 20000 + (std::process::id() % 100) as u16 * 300;
+    let lo = base + (slot % 30) * 10;
     [lo, lo + 9]
 }
 
@@ -40,6 +42,8 @@ pub struct Options {
     pub command: String,
     /// `backends.llama-cpp.args`.
     pub args: Vec<String>,
+    /// `backends.llama-cpp.environment`.
+    pub backend_env: Vec<(String, String)>,
     /// Instance ports.
     pub port_range: [u16; 2],
     /// Extra environment.
@@ -55,6 +59,7 @@ impl Options {
             yaml: String::new(),
             command: "python3".into(),
             args: vec![fake_backend().display().to_string()],
+            backend_env: Vec::new(),
             port_range: port_range(),
             env: Vec::new(),
             host: Some("127.0.0.1".into()),
@@ -114,9 +119,14 @@ impl TestServer {
     async fn spawn(data_dir: PathBuf, opts: Options) -> TestServer {
         let config = data_dir.join("llamactl.yaml");
         let yaml = format!(
-            "server:\n{host}  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
+            "server:\n{host}  port: 0\nbackends:\n  llama-cpp:\n    command: {cmd}\n    args: {args}\n    environment: {env}\ndata_dir: {dir}\nauth:\n  management_keys: [{ADMIN_KEY}]\n  inference_keys: [{INFERENCE_KEY}]\n{extra}",
             cmd = json!(opts.command),
             args = json!(opts.args),
+            env = json!(opts
+                .backend_env
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>()),
             dir = json!(data_dir.display().to_string()),
             extra = opts.yaml,
             host = opts
