@@ -36,7 +36,6 @@ use limit::FailureLimiter;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
-use token::Token;
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +92,14 @@ impl Auth {
         &self.inner.store
     }
 
-    /// On first boot, creates a management key if auth needs one and none exists; returns it.
-    pub async fn first_boot(&self) -> Result<Option<Token>> {
+    /// On first boot, creates a management key if auth needs one and none was ever created,
+    /// writing it to a private file in `data_dir`.
+    pub async fn first_boot(&self, data_dir: &std::path::Path) -> Result<bootstrap::FirstBoot> {
         bootstrap::first_management_key(
             &self.inner.store,
             self.inner.config_keys.has_management(),
             self.inner.require_management,
+            data_dir,
         )
         .await
     }

@@ -190,6 +190,11 @@ impl KeyStore {
         Ok(self.db.count_active_management_keys(now()).await? > 0)
     }
 
+    /// True if a management key was ever stored in this database, even one since revoked.
+    pub async fn had_management_key(&self) -> Result<bool> {
+        self.db.management_key_ever_created().await
+    }
+
     /// The hasher, for tests that count verifications.
     #[cfg(test)]
     pub fn hasher(&self) -> &Hasher {
