@@ -5,8 +5,9 @@ use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::files;
 use crate::http::{self, AppState};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{logs, Supervisor};
 use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,7 +32,9 @@ pub struct Application {
 /// instance twice.
 fn lock_data(db_path: &Path) -> Result<File> {
     let lock_path = db_path.with_extension("lock");
-    let file = File::create(&lock_path)?;
+    files::tighten(&lock_path);
+    let file = files::append_private(&lock_path)
+        .map_err(|e| Error::Failed(format!("cannot open {}: {e}", lock_path.display())))?;
     // SAFETY: flock on a descriptor we own; no memory is touched.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -45,14 +48,16 @@ fn lock_data(db_path: &Path) -> Result<File> {
 }
 
 impl Application {
-    /// Opens the database, binds the listener, and restores instances that should run.
+    /// Makes the data and log directories private, opens the database, binds the listener, and
+    /// restores instances that should run.
     pub async fn build(mut cfg: Config) -> Result<Self> {
-        std::fs::create_dir_all(&cfg.data_dir)?;
+        files::private_dir(&cfg.data_dir)?;
         let db_path = cfg.database_path();
         if let Some(parent) = db_path.parent() {
-            std::fs::create_dir_all(parent)?;
+            files::create_private_dir(parent)?;
         }
         let lock = lock_data(&db_path)?;
+        logs::make_private(&cfg.logs_dir())?;
         let db = Db::open(&db_path)
             .await?
             .with_history_limit(cfg.history.max_events);
@@ -61,9 +66,7 @@ impl Application {
         cfg.auth.management_keys.clear();
         cfg.auth.inference_keys.clear();
         let cfg = Arc::new(cfg);
-        if let Some(token) = auth.first_boot().await? {
-            bootstrap::announce(&token);
-        }
+        bootstrap::announce(&auth.first_boot(&cfg.data_dir).await?);
         let (host, port) = (cfg.listen_host(), cfg.server.port);
         let listener = TcpListener::bind((host, port))
             .await

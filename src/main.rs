@@ -5,6 +5,8 @@ use llamactl::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything is created: the database, logs and keys, and what backends write.
+    llamactl::files::private_umask();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

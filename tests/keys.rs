@@ -475,12 +475,15 @@ async fn first_boot_creates_one_management_key_that_survives_a_restart() {
     let opts = Options::fake().with_env("LLAMACTL_MANAGEMENT_KEYS", "");
     let server = TestServer::start(opts).await;
     let output = server.output_text();
-    let token = output
-        .split_whitespace()
-        .find(|w| w.starts_with("llamactl_mk_"))
-        .unwrap_or_else(|| panic!("no key printed on first boot:\n{output}"))
+    // Written to a private file whose path is printed; the key itself is never printed.
+    let file = server.data_dir.join("initial-management-key");
+    let token = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("no key file on first boot ({e}):\n{output}"))
+        .trim()
         .to_string();
-    assert!(output.contains("shown only this once"), "{output}");
+    assert!(token.starts_with("llamactl_mk_"), "{token}");
+    assert!(output.contains(&file.display().to_string()), "{output}");
+    assert!(!output.contains(&token), "{output}");
     let (code, list) = server
         .call_as(Some(&token), Method::GET, "/api/v1/auth/keys", None)
         .await;

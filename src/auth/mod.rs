@@ -4,7 +4,8 @@
 //! - `hash`: argon2id (stored) and SHA-256 (cache, config keys);
 //! - `config_keys`: keys from the configuration file;
 //! - `cache` and `store`: keys stored in SQLite and the cache of verified ones;
-//! - `limit`: the per-client budget of failed attempts;
+//! - `limit`: the per-client budget of failed attempts, checked before any verification;
+//! - `known_clients`: clients that presented a valid key recently (they keep a hashing turn);
 //! - `caller`: the authenticated caller handed to handlers;
 //! - `bootstrap`: the first management key.
 
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod caller;
 pub mod config_keys;
 pub mod hash;
+pub mod known_clients;
 pub mod limit;
 pub mod model;
 pub mod store;
@@ -26,14 +28,14 @@ use crate::config::AuthConfig;
 use crate::db::history::Actor;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use axum::body::Body;
-use axum::http::{HeaderMap, Response};
+use axum::http::HeaderMap;
 use config_keys::ConfigKeys;
+use hash::Lane;
+use known_clients::KnownClients;
 use limit::FailureLimiter;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
-use token::Token;
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,7 @@ struct Inner {
     config_keys: ConfigKeys,
     store: KeyStore,
     limiter: FailureLimiter,
+    known: KnownClients,
 }
 
 impl Auth {
@@ -79,6 +82,7 @@ impl Auth {
                 config_keys: ConfigKeys::from_config(cfg),
                 store: KeyStore::new(db),
                 limiter,
+                known: KnownClients::default(),
             }),
         })
     }
@@ -88,18 +92,21 @@ impl Auth {
         &self.inner.store
     }
 
-    /// On first boot, creates a management key if auth needs one and none exists; returns it.
-    pub async fn first_boot(&self) -> Result<Option<Token>> {
+    /// On first boot, creates a management key if auth needs one and none was ever created,
+    /// writing it to a private file in `data_dir`.
+    pub async fn first_boot(&self, data_dir: &std::path::Path) -> Result<bootstrap::FirstBoot> {
         bootstrap::first_management_key(
             &self.inner.store,
             self.inner.config_keys.has_management(),
             self.inner.require_management,
+            data_dir,
         )
         .await
     }
 
     /// Decides whether a request with these headers, from `addr`, may use `scope`.
-    /// Missing, wrong, expired or revoked key: 401; a key of the wrong kind: 403.
+    /// Missing, wrong, expired or revoked key: 401, or 429 once the client's budget of failures is
+    /// spent; a key of the wrong kind: 403; no turn to verify a key under a flood: 503.
     pub async fn authorize(
         &self,
         headers: &HeaderMap,
@@ -113,6 +120,30 @@ impl Auth {
         if !required {
             return Ok(Caller::anonymous(addr, !self.inner.require_management));
         }
+        // Requests without a peer address (in-process callers) share one budget.
+        let client = addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let (kind, caller) = match self.identify(headers, addr, client).await {
+            Ok(found) => found,
+            // Only refusals of the key itself spend the budget.
+            Err(Error::Unauthorized(reason)) => {
+                return Err(self.inner.limiter.fail(client, reason))
+            }
+            Err(other) => return Err(other),
+        };
+        self.inner.known.note(client);
+        permit(kind, scope)?;
+        Ok(caller)
+    }
+
+    /// The key presented and who holds it: a configuration key or a verified key in the cache,
+    /// which cost a digest; else, unless the client's budget of failures is spent, a stored key
+    /// verified now.
+    async fn identify(
+        &self,
+        headers: &HeaderMap,
+        addr: Option<IpAddr>,
+        client: IpAddr,
+    ) -> Result<(KeyKind, Caller)> {
         let token = token::presented_key(headers)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| {
@@ -127,26 +158,34 @@ impl Auth {
                     KeyKind::Inference => "config-inference-key",
                 })
             };
-            permit(kind, scope)?;
-            return Ok(Caller::with_key(actor, kind, KeyScope::All));
+            return Ok((kind, Caller::with_key(actor, kind, KeyScope::All)));
         }
-        let key = self.inner.store.authenticate(token, &digest).await?;
-        permit(key.kind, scope)?;
+        let store = &self.inner.store;
+        let key = match store.cached(&digest)? {
+            Some(key) => key,
+            None => {
+                self.inner.limiter.admit(client)?;
+                let lane = if self.inner.known.knows(client) {
+                    Lane::Known
+                } else {
+                    Lane::Unknown
+                };
+                store.verify(token, &digest, lane).await?
+            }
+        };
         let actor = Actor {
             name: key.name.clone(),
             key_id: Some(key.id.clone()),
             addr,
         };
-        Ok(Caller::with_key(actor, key.kind, key.scope.clone()))
+        Ok((
+            key.kind,
+            Caller::with_key(actor, key.kind, key.scope.clone()),
+        ))
     }
 
-    /// The answer to a request refused with 401: the same 401 while the client's failure budget
-    /// lasts, then 429 with `Retry-After`.
-    pub async fn refuse(&self, addr: Option<IpAddr>, reason: String) -> Response<Body> {
-        self.inner.limiter.refuse(addr, reason).await
-    }
-
-    /// Background upkeep: evicts keys revoked elsewhere, writes last-use times, trims the limiter.
+    /// Background upkeep: evicts keys revoked elsewhere, writes last-use times, trims the limiter
+    /// and the known clients.
     pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
         let auth = self.clone();
         tokio::spawn(async move {
@@ -162,6 +201,7 @@ impl Auth {
                     _ = flush.tick() => {
                         auth.flush().await;
                         auth.inner.limiter.forget_recovered();
+                        auth.inner.known.forget_stale();
                     }
                 }
             }
@@ -310,7 +350,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_are_limited_per_client_and_valid_keys_are_not() {
+    async fn failures_are_limited_per_client_before_verifying_and_valid_keys_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).await.unwrap();
         let cfg = AuthConfig {
@@ -320,32 +360,93 @@ mod tests {
             ..AuthConfig::default()
         };
         let a = Auth::new(&cfg, db).unwrap();
+        let req = model::CreateKey {
+            name: "app".into(),
+            kind: KeyKind::Management,
+            instances: None,
+            expires_at: None,
+        };
+        let created = a
+            .keys()
+            .create(req.validate(0).unwrap(), &Actor::named("t"))
+            .await
+            .unwrap();
+        let token = created.key.expose();
+        let wrong = format!(
+            "{}{}",
+            &token[..token.len() - 1],
+            if token.ends_with('A') { 'B' } else { 'A' }
+        );
         let bad: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let code = |r: Result<Caller>| r.err().map_or(200, |e| e.status().as_u16());
+
         let mut codes = Vec::new();
-        for _ in 0..4 {
-            codes.push(
-                a.refuse(Some(bad), "invalid API key".into())
-                    .await
-                    .status()
-                    .as_u16(),
-            );
+        for key in [wrong.as_str(), "nope", wrong.as_str(), "nope"] {
+            codes.push(code(
+                a.authorize(&bearer(key), Scope::Management, Some(bad))
+                    .await,
+            ));
         }
         assert_eq!(codes, vec![401, 401, 429, 429]);
-        let limited = a.refuse(Some(bad), "x".into()).await;
-        let retry: u64 = limited.headers()[header::RETRY_AFTER]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((1..=61).contains(&retry), "{retry}");
+        let verified = a.keys().hasher().verifications();
+        // A spent client's attempts cost no verification, a stored key's first use included...
+        for key in [wrong.as_str(), token.as_str()] {
+            let err = a
+                .authorize(&bearer(key), Scope::Management, Some(bad))
+                .await
+                .unwrap_err();
+            let Error::TooManyRequests { retry_after, .. } = err else {
+                panic!("{err}");
+            };
+            assert!((1..=60).contains(&retry_after), "{retry_after}");
+        }
+        assert_eq!(a.keys().hasher().verifications(), verified);
+        // ...but keys that cost no verification still work from there: configured or cached ones.
         assert_eq!(
-            a.refuse(Some(other), "x".into()).await.status().as_u16(),
+            code(
+                a.authorize(&bearer("m-key"), Scope::Management, Some(bad))
+                    .await
+            ),
+            200
+        );
+        assert_eq!(
+            code(
+                a.authorize(&bearer(&token), Scope::Management, Some(other))
+                    .await
+            ),
+            200
+        );
+        assert_eq!(
+            code(
+                a.authorize(&bearer(&token), Scope::Management, Some(bad))
+                    .await
+            ),
+            200
+        );
+        // Other clients have their own budget.
+        assert_eq!(
+            code(
+                a.authorize(&bearer(&wrong), Scope::Management, Some(other))
+                    .await
+            ),
             401
         );
-        assert!(a
-            .authorize(&bearer("m-key"), Scope::Management, Some(bad))
-            .await
-            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_token_naming_no_stored_key_costs_one_verification_too() {
+        let (a, _dir) = auth(true).await;
+        let unknown = token::Token::generate(KeyKind::Management).expose();
+        let malformed = format!("{unknown}x");
+        for (key, cost) in [
+            (unknown.as_str(), 1),
+            (malformed.as_str(), 1),
+            ("not-ours", 0),
+        ] {
+            let before = a.keys().hasher().verifications();
+            assert_eq!(status(&a, &bearer(key), Scope::Management).await, Some(401));
+            assert_eq!(a.keys().hasher().verifications() - before, cost, "{key}");
+        }
     }
 }

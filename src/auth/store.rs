@@ -1,14 +1,14 @@
 //! Stored API keys: create, list, revoke, and authenticate a token (cache first, then one row read
-//! by public id and one argon2 verify).
+//! by public id and one argon2 verify, also when no row is found).
 //!
 //! Revocation through the API evicts the key from the cache at once. Another process (the CLI) can
 //! revoke too; [`KeyStore::sync_revocations`], run every couple of seconds, asks the database which
 //! cached keys are revoked, in one query. Last-use times are kept in memory and written in batches.
 
 use super::cache::{Cache, CachedKey};
-use super::hash::Hasher;
+use super::hash::{Hasher, Lane};
 use super::model::{KeyInfo, NewKey};
-use super::token::Token;
+use super::token::{Token, PREFIX};
 use crate::db::history::{Actor, Event, Subject};
 use crate::db::keys::{KeyRow, Revoked};
 use crate::db::Db;
@@ -55,30 +55,57 @@ impl KeyStore {
         }
     }
 
-    /// The stored key this token belongs to, if the token is right and the key in force.
-    /// `digest` is the token's SHA-256, the cache key.
-    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<CachedKey>> {
+    /// The key of an already verified token (by its SHA-256 `digest`), if it is cached; an
+    /// expired one is refused.
+    pub fn cached(&self, digest: &[u8; 32]) -> Result<Option<Arc<CachedKey>>> {
+        let Some(key) = self.cache.get(digest) else {
+            return Ok(None);
+        };
         let now = now();
-        if let Some(key) = self.cache.get(digest) {
-            if key.expired(now) {
-                return Err(Error::Unauthorized("API key expired".into()));
-            }
-            key.touch(now);
-            return Ok(key);
+        if key.expired(now) {
+            return Err(Error::Unauthorized("API key expired".into()));
         }
-        let parsed = Token::parse(token).ok_or_else(invalid)?;
+        key.touch(now);
+        Ok(Some(key))
+    }
+
+    /// The stored key a token that is not cached belongs to, if the token is right and the key
+    /// in force: one row read by public id and one argon2 verification, queued in `lane`.
+    ///
+    /// Every token that could be ours costs one verification, whether its id exists or not and
+    /// whatever its kind, so timing does not tell which ids exist.
+    pub async fn verify(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        lane: Lane,
+    ) -> Result<Arc<CachedKey>> {
+        let Some(parsed) = Token::parse(token) else {
+            if token.starts_with(PREFIX) {
+                self.hasher.verify_nothing(token, lane).await?;
+            }
+            return Err(invalid());
+        };
         let seen = self.cache.generation();
-        let row = self.db.key(&parsed.id).await?.ok_or_else(invalid)?;
+        let row = self.db.key(&parsed.id).await?;
+        let matches = match &row {
+            Some(row) => {
+                self.hasher
+                    .verify(parsed.secret(), &row.secret_hash, lane)
+                    .await?
+            }
+            None => {
+                self.hasher.verify_nothing(parsed.secret(), lane).await?;
+                false
+            }
+        };
         // The secret is checked before anything about the key is told, so a guessed id alone
         // learns nothing.
-        if row.kind != parsed.kind.as_str()
-            || !self
-                .hasher
-                .verify(parsed.secret(), &row.secret_hash)
-                .await?
-        {
-            return Err(invalid());
-        }
+        let row = match row {
+            Some(row) if matches && row.kind == parsed.kind.as_str() => row,
+            _ => return Err(invalid()),
+        };
+        let now = now();
         if row.revoked_at.is_some() {
             return Err(Error::Unauthorized("API key revoked".into()));
         }
@@ -161,6 +188,17 @@ impl KeyStore {
     /// True if a management key is in force.
     pub async fn has_management_key(&self) -> Result<bool> {
         Ok(self.db.count_active_management_keys(now()).await? > 0)
+    }
+
+    /// True if a management key was ever stored in this database, even one since revoked.
+    pub async fn had_management_key(&self) -> Result<bool> {
+        self.db.management_key_ever_created().await
+    }
+
+    /// The hasher, for tests that count verifications.
+    #[cfg(test)]
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
     }
 
     /// Evicts cached keys that were revoked elsewhere (the CLI) or have expired.

@@ -156,4 +156,15 @@ impl Db {
         .await?;
         Ok(n)
     }
+
+    /// True if a management key was ever created in this database (a trigger remembers it in
+    /// `meta`, so revoking, expiring or even deleting keys does not forget it).
+    pub async fn management_key_ever_created(&self) -> Result<bool> {
+        let found = sqlx::query_scalar!(
+            r#"SELECT EXISTS(SELECT 1 FROM meta WHERE name = 'first_management_key_at') as "found!: bool""#
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(found)
+    }
 }

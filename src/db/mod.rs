@@ -4,7 +4,8 @@ pub mod history;
 pub mod instances;
 pub mod keys;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::files;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::path::Path;
@@ -21,25 +22,35 @@ pub struct Db {
 const DEFAULT_HISTORY_LIMIT: i64 = 100_000;
 
 impl Db {
-    /// Opens (creating if needed) the SQLite file and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite file, private to this user, and brings its schema up
+    /// to date.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
+                files::create_private_dir(parent)?;
             }
         }
+        make_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // What is deleted or overwritten (a redacted secret, a trimmed event) is zeroed in the
+            // file, not left behind in free space.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // Into the main file at once: what a migration removed (secrets redacted from the history)
+        // then no longer waits there for some later automatic checkpoint.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await?;
         Ok(Db {
             pool,
             history_limit: DEFAULT_HISTORY_LIMIT,
@@ -60,6 +71,23 @@ impl Db {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Creates the database file private before SQLite does (SQLite gives its `-wal` and `-shm` files
+/// the mode of the database file), and tightens the files an older llamactl left readable.
+fn make_private(path: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        files::tighten(Path::new(&side));
+    }
+    if path.exists() {
+        files::tighten(path);
+        return Ok(());
+    }
+    files::append_private(path)
+        .map(drop)
+        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", path.display())))
 }
 
 /// True when the error is a violated UNIQUE or PRIMARY KEY constraint.

@@ -3,7 +3,6 @@
 
 use super::AppState;
 use crate::auth::{Caller, Scope};
-use crate::error::Error;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -32,19 +31,18 @@ async fn check(state: &AppState, scope: Scope, mut req: Request, next: Next) -> 
 }
 
 /// The one auth decision for every route group (the router's middleware and the instance proxy's
-/// fast path): the caller, or the ready refusal. Only refusals of the key itself (401) spend the
-/// client's budget of failed attempts, which turns them into 429 once it is gone.
+/// fast path): the caller, or the ready refusal (401, 403, 429 with `Retry-After`, 503).
 pub async fn authenticate(
     state: &AppState,
     scope: Scope,
     headers: &HeaderMap,
     addr: Option<IpAddr>,
 ) -> Result<Caller, Response> {
-    match state.auth.authorize(headers, scope, addr).await {
-        Ok(caller) => Ok(caller),
-        Err(Error::Unauthorized(reason)) => Err(state.auth.refuse(addr, reason).await),
-        Err(other) => Err(other.into_response()),
-    }
+    state
+        .auth
+        .authorize(headers, scope, addr)
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 /// The peer's IP, with IPv4-mapped IPv6 addresses folded to IPv4 so one client is one address.

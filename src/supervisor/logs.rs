@@ -1,7 +1,11 @@
 //! Instance log files: one `<name>.log` per instance, appended on each start, read from the end.
+//! The directory and the files are private to llamactl's user (see [`crate::files`]): a log holds
+//! the backend's command line and whatever the backend prints.
 
-use std::fs::{File, OpenOptions};
+use crate::files;
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// A log larger than this is moved to `<name>.log.1` when the instance next starts.
@@ -14,7 +18,10 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
 
 /// Opens the log for a new run, rotating an oversized one, and writes a header line.
 pub fn open_for_run(dir: &Path, name: &str, argv: &[String]) -> io::Result<File> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(files::DIR_MODE)
+        .create(dir)?;
     let file = path(dir, name);
     if std::fs::metadata(&file)
         .map(|m| m.len() > ROTATE_BYTES)
@@ -22,7 +29,7 @@ pub fn open_for_run(dir: &Path, name: &str, argv: &[String]) -> io::Result<File>
     {
         std::fs::rename(&file, dir.join(format!("{name}.log.1")))?;
     }
-    let mut log = OpenOptions::new().create(true).append(true).open(&file)?;
+    let mut log = files::append_private(&file)?;
     writeln!(
         log,
         "=== llamactl: starting '{name}' at {}: {} ===",
@@ -30,6 +37,22 @@ pub fn open_for_run(dir: &Path, name: &str, argv: &[String]) -> io::Result<File>
         argv.join(" ")
     )?;
     Ok(log)
+}
+
+/// Creates the log directory private, and tightens it and the logs in it if an older llamactl
+/// left them readable to others.
+pub fn make_private(dir: &Path) -> crate::error::Result<()> {
+    files::private_dir(dir)?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| crate::error::Error::Failed(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".log") || name.ends_with(".log.1") {
+            files::tighten(&entry.path());
+        }
+    }
+    Ok(())
 }
 
 /// Removes an instance's logs.
