@@ -12,9 +12,23 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// Variables a child inherits from llamactl's own environment: the basics a program expects, where
-/// shared libraries and caches live, proxies and CA bundles for model downloads, and GPU selection.
+/// Which GPUs a backend uses: inherited from llamactl's environment, and an instance may set them too.
 /// Entries ending in `*` are prefixes.
+pub const GPU_SELECTION: &[&str] = &[
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+    "HSA_OVERRIDE_GFX_VERSION",
+    "ONEAPI_DEVICE_SELECTOR",
+    "ZE_AFFINITY_MASK",
+    "GGML_*",
+];
+
+/// Variables a child inherits from llamactl's own environment besides [`GPU_SELECTION`]: the basics
+/// a program expects, where shared libraries and caches live, and proxies and CA bundles for model
+/// downloads. Entries ending in `*` are prefixes.
 pub const INHERITED: &[&str] = &[
     "PATH",
     "HOME",
@@ -38,15 +52,6 @@ pub const INHERITED: &[&str] = &[
     "http_proxy",
     "https_proxy",
     "no_proxy",
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "HIP_VISIBLE_DEVICES",
-    "ROCR_VISIBLE_DEVICES",
-    "GPU_DEVICE_ORDINAL",
-    "HSA_OVERRIDE_GFX_VERSION",
-    "ONEAPI_DEVICE_SELECTOR",
-    "ZE_AFFINITY_MASK",
-    "GGML_*",
 ];
 
 /// True if `name` is one of `patterns` (an entry ending in `*` is a prefix).
@@ -86,7 +91,10 @@ impl BackendCommand {
     ) -> Self {
         let mut base_env: BTreeMap<OsString, OsString> = own_env
             .into_iter()
-            .filter(|(name, _)| name.to_str().is_some_and(|n| matches_any(n, INHERITED)))
+            .filter(|(name, _)| {
+                name.to_str()
+                    .is_some_and(|n| matches_any(n, INHERITED) || matches_any(n, GPU_SELECTION))
+            })
             .collect();
         let path = base_env.get(&OsString::from("PATH")).cloned();
         let program = locate(&cfg.command, path);

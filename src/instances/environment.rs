@@ -6,20 +6,12 @@
 //! `AIP_HTTP_PORT` (moves llama-server's port), `LLAMA_ARG_*` (llama-server's options), ...) to list
 //! them all. Anything else is the operator's to set, under `backends.*.environment`.
 
-use crate::backends::command::matches_any;
+use crate::backends::command::{matches_any, GPU_SELECTION};
 use crate::error::{Error, Result};
 
-/// What an instance may set: GPU selection, threading, llama.cpp's `GGML_*` tuning and the Hugging
-/// Face token. Entries ending in `*` are prefixes.
+/// What an instance may set besides [`GPU_SELECTION`] (llama.cpp's `GGML_*` tuning included):
+/// threading and the Hugging Face token. Entries ending in `*` are prefixes.
 pub const INSTANCE_ALLOWED: &[&str] = &[
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "HIP_VISIBLE_DEVICES",
-    "ROCR_VISIBLE_DEVICES",
-    "GPU_DEVICE_ORDINAL",
-    "HSA_OVERRIDE_GFX_VERSION",
-    "ONEAPI_DEVICE_SELECTOR",
-    "ZE_AFFINITY_MASK",
     "MTMD_BACKEND_DEVICE",
     "OMP_NUM_THREADS",
     "OMP_WAIT_POLICY",
@@ -28,7 +20,6 @@ pub const INSTANCE_ALLOWED: &[&str] = &[
     "HF_TOKEN",
     "NO_COLOR",
     "TZ",
-    "GGML_*",
 ];
 
 /// Words that make a `GGML_*` variable name a file or library location rather than a tuning knob
@@ -52,10 +43,11 @@ pub fn check_variable(name: &str, operator_sets: impl Fn(&str) -> bool) -> Resul
         )));
     }
     let location = name.starts_with("GGML_") && LOCATION_WORDS.iter().any(|w| name.contains(w));
-    if location || !matches_any(name, INSTANCE_ALLOWED) {
+    if location || !(matches_any(name, GPU_SELECTION) || matches_any(name, INSTANCE_ALLOWED)) {
         return Err(Error::BadRequest(format!(
-            "environment: '{name}' cannot be set per instance (allowed: {}); the operator can set \
-             it for every instance under backends.llama-cpp.environment",
+            "environment: '{name}' cannot be set per instance (allowed: {}, {}); the operator can \
+             set it for every instance under backends.llama-cpp.environment",
+            GPU_SELECTION.join(", "),
             INSTANCE_ALLOWED.join(", ")
         )));
     }
