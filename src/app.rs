@@ -1,7 +1,8 @@
 //! Builds the whole server from a configuration and runs it until a shutdown signal.
 
 use crate::auth::{bootstrap, Auth};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
+use crate::connection::Limits;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
@@ -23,6 +24,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    limits: Limits,
     _lock: File,
 }
 
@@ -63,6 +65,7 @@ impl Application {
         if let Some(token) = auth.first_boot().await? {
             bootstrap::announce(&token);
         }
+        let limits = connection_limits(&cfg.server);
         let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -80,6 +83,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            limits,
             _lock: lock,
         })
     }
@@ -108,6 +112,7 @@ impl Application {
             self.listener,
             service,
             crate::workers::default_count(),
+            self.limits,
             stop_rx,
         ));
         // A server that can no longer serve ends llamactl too (stopping its children), rather
@@ -137,6 +142,25 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Raises the open-file limit as far as allowed (each client connection takes a descriptor) and
+/// sets the connection limits from it.
+fn connection_limits(cfg: &ServerConfig) -> Limits {
+    let open_files = match crate::connection::open_files::raise() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            0
+        }
+    };
+    let limits = Limits::new(cfg, open_files);
+    tracing::info!(
+        open_files,
+        max_connections_per_client = limits.per_client,
+        "connection limits"
+    );
+    limits
 }
 
 /// Completes on SIGTERM or SIGINT.
