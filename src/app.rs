@@ -2,7 +2,8 @@
 
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
+use crate::connection::Limits;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::files;
@@ -25,6 +26,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    limits: Limits,
     _lock: File,
 }
 
@@ -67,6 +69,7 @@ impl Application {
         cfg.auth.inference_keys.clear();
         let cfg = Arc::new(cfg);
         bootstrap::announce(&auth.first_boot(&cfg.data_dir).await?);
+        let limits = connection_limits(&cfg.server);
         let (host, port) = (cfg.listen_host(), cfg.server.port);
         let listener = TcpListener::bind((host, port))
             .await
@@ -104,6 +107,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            limits,
             _lock: lock,
         })
     }
@@ -132,6 +136,7 @@ impl Application {
             self.listener,
             service,
             crate::workers::default_count(),
+            self.limits,
             stop_rx,
         ));
         // A server that can no longer serve ends llamactl too (stopping its children), rather
@@ -161,6 +166,25 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Raises the open-file limit as far as allowed (each client connection takes a descriptor) and
+/// sets the connection limits from it.
+fn connection_limits(cfg: &ServerConfig) -> Limits {
+    let open_files = match crate::connection::open_files::raise() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            0
+        }
+    };
+    let limits = Limits::new(cfg, open_files);
+    tracing::info!(
+        open_files,
+        max_connections_per_client = limits.per_client,
+        "connection limits"
+    );
+    limits
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -75,6 +75,17 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Serve the OpenAPI document under `/swagger/`.
     pub enable_swagger: bool,
+    /// Seconds a request head may take to arrive whole (from a connection's start, or from the
+    /// first byte of a later request on a kept-alive connection).
+    pub header_read_timeout: u64,
+    /// Seconds a connection may sit idle, before its first request or between requests.
+    pub keep_alive_timeout: u64,
+    /// Seconds a request body may go without sending anything.
+    pub request_body_timeout: u64,
+    /// Seconds an answer may wait for a client that does not read it.
+    pub response_write_timeout: u64,
+    /// Connections one client address may hold at once; 0 = a quarter of the open-file limit.
+    pub max_connections_per_client: usize,
 }
 
 /// Executables per backend type.
@@ -242,6 +253,11 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             enable_swagger: false,
+            header_read_timeout: 15,
+            keep_alive_timeout: 75,
+            request_body_timeout: 60,
+            response_write_timeout: 300,
+            max_connections_per_client: 0,
         }
     }
 }
@@ -384,6 +400,21 @@ const ENV_VARS: &[(&str, Setter)] = &[
     ("LLAMACTL_ENABLE_SWAGGER", |c, v| {
         parse_bool_into(v, &mut c.server.enable_swagger)
     }),
+    ("LLAMACTL_HEADER_READ_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.server.header_read_timeout)
+    }),
+    ("LLAMACTL_KEEP_ALIVE_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.server.keep_alive_timeout)
+    }),
+    ("LLAMACTL_REQUEST_BODY_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.server.request_body_timeout)
+    }),
+    ("LLAMACTL_RESPONSE_WRITE_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.server.response_write_timeout)
+    }),
+    ("LLAMACTL_MAX_CONNECTIONS_PER_CLIENT", |c, v| {
+        parse_into(v, &mut c.server.max_connections_per_client)
+    }),
     ("LLAMACTL_DATA_DIRECTORY", |c, v| {
         c.data_dir = PathBuf::from(v);
         Ok(())
@@ -513,6 +544,9 @@ fn parse_port_range(value: &str) -> Result<[u16; 2], String> {
     Ok([lo, hi])
 }
 
+/// The longest connection timeout, in seconds (a day): longer is no deadline at all.
+const MAX_CONNECTION_TIMEOUT: u64 = 86_400;
+
 impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -549,6 +583,28 @@ impl Config {
             if value < -1 || value == 0 {
                 return Err(ConfigError::Invalid(format!(
                     "{key} must be -1 (no limit) or a positive number, not {value}"
+                )));
+            }
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.keep_alive_timeout", self.server.keep_alive_timeout),
+            (
+                "server.request_body_timeout",
+                self.server.request_body_timeout,
+            ),
+            (
+                "server.response_write_timeout",
+                self.server.response_write_timeout,
+            ),
+        ] {
+            // A connection with no deadline is what a slow client exploits; there is no "off".
+            if !(1..=MAX_CONNECTION_TIMEOUT).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be between 1 and {MAX_CONNECTION_TIMEOUT} seconds, not {value}"
                 )));
             }
         }
@@ -797,6 +853,50 @@ mod tests {
         assert_eq!(c.instances.port_range, [8100, 8200]);
         c.instances.max_running_instances = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_env_overrides_and_bounds() {
+        let c = Config::default();
+        assert_eq!(c.server.header_read_timeout, 15);
+        assert_eq!(c.server.keep_alive_timeout, 75);
+        assert_eq!(c.server.request_body_timeout, 60);
+        assert_eq!(c.server.response_write_timeout, 300);
+        assert_eq!(c.server.max_connections_per_client, 0, "automatic");
+        let mut c = parse_str("server:\n  keep_alive_timeout: 5\n").unwrap();
+        assert_eq!(c.server.keep_alive_timeout, 5);
+        apply_env(
+            &mut c,
+            &env_of(&[
+                ("LLAMACTL_HEADER_READ_TIMEOUT", "2"),
+                ("LLAMACTL_KEEP_ALIVE_TIMEOUT", "3"),
+                ("LLAMACTL_REQUEST_BODY_TIMEOUT", "4"),
+                ("LLAMACTL_RESPONSE_WRITE_TIMEOUT", "6"),
+                ("LLAMACTL_MAX_CONNECTIONS_PER_CLIENT", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            [
+                c.server.header_read_timeout,
+                c.server.keep_alive_timeout,
+                c.server.request_body_timeout,
+                c.server.response_write_timeout,
+            ],
+            [2, 3, 4, 6]
+        );
+        assert_eq!(c.server.max_connections_per_client, 7);
+        c.validate().unwrap();
+        for yaml in [
+            "server:\n  header_read_timeout: 0\n",
+            "server:\n  keep_alive_timeout: 0\n",
+            "server:\n  request_body_timeout: 0\n",
+            "server:\n  response_write_timeout: 86401\n",
+        ] {
+            let err = parse_str(yaml).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains("server."), "{yaml}: {err}");
+        }
+        assert!(parse_str("server:\n  max_connections_per_client: -1\n").is_err());
     }
 
     #[test]

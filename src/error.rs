@@ -29,6 +29,9 @@ pub enum Error {
     /// Duplicate name, limit reached, port taken (409).
     #[error("{0}")]
     Conflict(String),
+    /// A request body that stopped arriving (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// Body larger than the route accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -85,6 +88,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -96,6 +100,13 @@ impl Error {
             | Error::Io(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The answer to a request whose body stopped arriving.
+    pub fn body_stalled() -> Self {
+        Error::RequestTimeout(
+            "the request body stopped arriving (server.request_body_timeout)".to_string(),
+        )
     }
 
     /// The message a client may see: internal details stay in the log.
@@ -148,6 +159,9 @@ impl From<JsonRejection> for Error {
 
 impl From<BytesRejection> for Error {
     fn from(rejection: BytesRejection) -> Self {
+        if crate::connection::body_stalled(&rejection) {
+            return Error::body_stalled();
+        }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => {
                 Error::PayloadTooLarge(format!("request body too large: {}", rejection.body_text()))

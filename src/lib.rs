@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod db;
 pub mod error;
 pub mod files;

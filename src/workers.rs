@@ -8,15 +8,18 @@
 //! (see docs/benchmarks.md).
 //!
 //! The acceptor hands connections out in turn, so the load spreads evenly even when clients open
-//! all their connections at once. Control-plane work (the supervisor, the database) stays on the
-//! main runtime; handlers reach it through channels, which work across runtimes.
+//! all their connections at once; it closes a connection at once when its client address holds
+//! its cap already. Each connection is served, within its deadlines, by `crate::connection`.
+//! Control-plane work (the supervisor, the database) stays on the main runtime; handlers reach it
+//! through channels, which work across runtimes.
 
+use crate::connection::{self, Limits, PerClient, Slot};
 use crate::error::{Error, Result};
-use axum::extract::{ConnectInfo, Request};
-use axum::serve::{IncomingStream, Listener};
+use axum::extract::Request;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,84 +40,8 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A connection handed to a worker, with its peer's address.
-type Handoff = (std::net::TcpStream, SocketAddr);
-
-/// A worker's side of the hand-off: what `axum::serve` accepts from.
-struct Feed {
-    rx: mpsc::UnboundedReceiver<Handoff>,
-    local: SocketAddr,
-}
-
-impl Listener for Feed {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            match self.rx.recv().await {
-                // Registers the socket with this worker's reactor.
-                Some((stream, peer)) => match TcpStream::from_std(stream) {
-                    Ok(io) => return (io, peer),
-                    Err(e) => tracing::debug!(error = %e, "cannot adopt a connection"),
-                },
-                // The acceptor has stopped; the graceful shutdown ends this server.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-/// Makes each connection's service: [`WithPeer`].
-#[derive(Clone)]
-struct PerConnection<S>(S);
-
-impl<S: Clone> tower::Service<IncomingStream<'_, Feed>> for PerConnection<S> {
-    type Response = WithPeer<S>;
-    type Error = Infallible;
-    type Future = std::future::Ready<std::result::Result<WithPeer<S>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, conn: IncomingStream<'_, Feed>) -> Self::Future {
-        std::future::ready(Ok(WithPeer {
-            inner: self.0.clone(),
-            peer: ConnectInfo(*conn.remote_addr()),
-        }))
-    }
-}
-
-/// `inner` with the peer's address in each request's extensions as `ConnectInfo`, as axum's
-/// `into_make_service_with_connect_info` does (the failed-auth limiter keys on it).
-#[derive(Clone)]
-struct WithPeer<S> {
-    inner: S,
-    peer: ConnectInfo<SocketAddr>,
-}
-
-impl<S> tower::Service<Request> for WithPeer<S>
-where
-    S: tower::Service<Request>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> S::Future {
-        req.extensions_mut().insert(self.peer);
-        self.inner.call(req)
-    }
-}
+/// A connection handed to a worker, with its peer's address and its place under the peer's cap.
+type Handoff = (std::net::TcpStream, SocketAddr, Slot);
 
 /// What the workers serve: the whole HTTP service, shared by every worker thread.
 pub trait HttpService:
@@ -144,15 +71,15 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Serves `svc` on `listener` with `count` worker threads until `stop` turns true, then lets open
-/// connections finish (the caller bounds how long it waits).
+/// Serves `svc` on `listener` with `count` worker threads, each connection within `limits`,
+/// until `stop` turns true; then lets open connections finish (the caller bounds how long it waits).
 pub async fn serve<S: HttpService>(
     listener: TcpListener,
     svc: S,
     count: usize,
+    limits: Limits,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let local = listener.local_addr()?;
     let mut feeds = Vec::with_capacity(count);
     let mut ended = Vec::with_capacity(count);
     for index in 1..=count.max(1) {
@@ -162,13 +89,13 @@ pub async fn serve<S: HttpService>(
         std::thread::Builder::new()
             .name(format!("llamactl-http-{index}"))
             .spawn(move || {
-                let _ = done.send(run_worker(index, Feed { rx, local }, svc, stop));
+                let _ = done.send(run_worker(index, rx, svc, limits, stop));
             })
             .map_err(|e| Error::Failed(format!("cannot start an HTTP worker thread: {e}")))?;
         feeds.push(tx);
         ended.push(finished);
     }
-    accept(&listener, &feeds, stop).await;
+    accept(&listener, &feeds, PerClient::new(limits.per_client), stop).await;
     drop(feeds);
     for finished in ended {
         match finished.await {
@@ -179,11 +106,12 @@ pub async fn serve<S: HttpService>(
     Ok(())
 }
 
-/// One worker: a single-threaded runtime serving what its feed brings.
+/// One worker: a single-threaded runtime serving the connections its feed brings.
 fn run_worker<S: HttpService>(
     index: usize,
-    feed: Feed,
+    feed: mpsc::UnboundedReceiver<Handoff>,
     svc: S,
+    limits: Limits,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     WORKER.with(|w| w.set(index));
@@ -191,20 +119,47 @@ fn run_worker<S: HttpService>(
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start an HTTP worker runtime: {e}")))?;
-    let served = runtime.block_on(async move {
-        axum::serve(feed, PerConnection(svc))
-            .with_graceful_shutdown(stopped(stop))
-            .await
-    });
+    runtime.block_on(serve_feed(feed, svc, limits, stop));
     // Whatever is still running there (a key check on the blocking pool) gets a moment to end.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    Ok(served?)
+    Ok(())
+}
+
+/// Serves each connection of `feed` until `stop`, then asks them to finish (idle ones close at
+/// once, busy ones after their answer) and waits for them.
+async fn serve_feed<S: HttpService>(
+    mut feed: mpsc::UnboundedReceiver<Handoff>,
+    svc: S,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    loop {
+        let handoff = tokio::select! {
+            _ = &mut stop => break,
+            handoff = feed.recv() => handoff,
+        };
+        let Some((stream, peer, slot)) = handoff else {
+            // The acceptor has stopped; the shutdown it stopped for follows.
+            (&mut stop).await;
+            break;
+        };
+        // Registers the socket with this worker's reactor.
+        match TcpStream::from_std(stream) {
+            Ok(io) => connection::spawn(io, peer, slot, svc.clone(), &limits, &graceful),
+            Err(e) => tracing::debug!(error = %e, "cannot adopt a connection"),
+        }
+    }
+    graceful.shutdown().await;
 }
 
 /// Accepts until `stop`, handing connections to the workers in turn.
 async fn accept(
     listener: &TcpListener,
     feeds: &[mpsc::UnboundedSender<Handoff>],
+    per_client: Arc<PerClient>,
     stop: watch::Receiver<bool>,
 ) {
     let stop = stopped(stop);
@@ -224,13 +179,17 @@ async fn accept(
                 continue;
             }
         };
+        // A client at its cap is closed before it costs more than the accept.
+        let Some(slot) = per_client.admit(peer.ip()) else {
+            continue;
+        };
         // Streamed answers go out chunk by chunk: with Nagle's algorithm a chunk could wait for
         // the client's ACK of the previous one (up to its delayed-ACK timeout).
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let mut unsent = match stream.into_std() {
-            Ok(stream) => Some((stream, peer)),
+            Ok(stream) => Some((stream, peer, slot)),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot hand a connection over");
                 continue;
@@ -254,6 +213,7 @@ async fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::ConnectInfo;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -284,7 +244,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, app, 3, stop_rx));
+        let limits = Limits::new(&crate::config::ServerConfig::default(), 1024);
+        let server = tokio::spawn(serve(listener, app, 3, limits, stop_rx));
 
         let mut workers = Vec::new();
         for _ in 0..6 {

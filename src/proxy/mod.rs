@@ -95,7 +95,13 @@ pub async fn forward(
     let upstream = client
         .send(port, Request::from_parts(parts, body))
         .await
-        .map_err(|e| Error::BadGateway(format!("backend on port {port} did not answer: {e}")))?;
+        .map_err(|e| {
+            if crate::connection::body_stalled(&e) {
+                Error::body_stalled()
+            } else {
+                Error::BadGateway(format!("backend on port {port} did not answer: {e}"))
+            }
+        })?;
     let (mut parts, body) = upstream.into_parts();
     strip_hop_headers(&mut parts.headers);
     Ok(Response::from_parts(parts, body))
@@ -107,18 +113,20 @@ pub fn hold_while_sending<T>(resp: Response<Body>, token: T) -> Response<Body>
 where
     T: Send + Unpin + 'static,
 {
-    resp.map(|inner| {
-        Body::new(Holding {
-            inner,
-            token: Some(token),
-        })
-    })
+    resp.map(|inner| Body::new(Holding::new(inner, Some(token))))
 }
 
-/// A body that drops its token at its end.
-struct Holding<T> {
+/// A body that drops its token at its end (its last frame or an error), or when it is dropped.
+pub(crate) struct Holding<T> {
     inner: Body,
     token: Option<T>,
+}
+
+impl<T> Holding<T> {
+    /// `inner`, holding `token` (if any) until its end.
+    pub(crate) fn new(inner: Body, token: Option<T>) -> Self {
+        Holding { inner, token }
+    }
 }
 
 impl<T: Unpin> HttpBody for Holding<T> {

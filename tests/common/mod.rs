@@ -50,6 +50,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// `server.host`; `None` leaves it to llamactl.
     pub host: Option<String>,
+    /// The server's open-file limit (soft and hard), if it must be lower than the test's.
+    pub open_files: Option<u64>,
 }
 
 impl Options {
@@ -63,6 +65,7 @@ impl Options {
             port_range: port_range(),
             env: Vec::new(),
             host: Some("127.0.0.1".into()),
+            open_files: None,
         }
     }
 
@@ -73,6 +76,12 @@ impl Options {
             args: Vec::new(),
             ..Options::fake()
         }
+    }
+
+    /// Starts the server with this open-file limit (soft and hard), as a host short of descriptors.
+    pub fn with_open_files(mut self, limit: u64) -> Self {
+        self.open_files = Some(limit);
+        self
     }
 
     /// Adds YAML to the config file (a top-level `instances:` block is merged by the caller's care).
@@ -150,16 +159,33 @@ impl TestServer {
             )
         };
         std::fs::write(&config, yaml).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_llamactl"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_llamactl"));
+        command
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn llamactl");
+            .stderr(Stdio::piped());
+        if let Some(limit) = opts.open_files {
+            use std::os::unix::process::CommandExt;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn llamactl");
         let stderr = child.stderr.take().expect("stderr");
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
