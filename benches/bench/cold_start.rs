@@ -85,6 +85,16 @@ async fn via_api(rig: &Rig) -> Duration {
 async fn via_on_demand(rig: &Rig) -> Duration {
     rig.llamactl.op(INSTANCE, "stop").await;
     rig.llamactl.wait_status(INSTANCE, "stopped", READY).await;
+    // An operator's stop holds against requests unless the definition allows them to start it.
+    // Set while stopped (a running instance would restart), and only here: a baseline build from
+    // before the setting existed would pass it to llama-server as a flag.
+    let path = format!("/api/v1/instances/{INSTANCE}");
+    let allow = json!({"on_demand_after_stop": true});
+    let (status, answer) = rig
+        .llamactl
+        .call(reqwest::Method::PUT, &path, Some(allow))
+        .await;
+    assert_eq!(status, 200, "allow on-demand starts: {answer}");
     let req = Req::post_json(
         "/v1/chat/completions",
         &json!({"model": INSTANCE, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}),
