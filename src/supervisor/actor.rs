@@ -250,13 +250,15 @@ impl Actor {
                 .map_err(|e| format!("cannot create the slot directory {}: {e}", dir.display()))?;
         }
         let port = shared.ports.reserve(spec.port, self.last_port)?;
-        let args = llama_cpp::build_args(backend.args(), &options, "127.0.0.1", port);
+        let name = &self.inst.name;
+        let args = llama_cpp::build_args(backend.args(), &options, name, "127.0.0.1", port);
         // The log shows the command line with secret-looking values hidden.
         let (shown_options, _) = options::for_run(&spec.redacted().backend_options, &slot_dir);
         let mut shown = vec![program.display().to_string()];
         shown.extend(llama_cpp::build_args(
             backend.args(),
             &shown_options,
+            name,
             "127.0.0.1",
             port,
         ));

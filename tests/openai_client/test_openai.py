@@ -35,6 +35,8 @@ def test_chat_completion():
         model=CHAT, messages=PROMPT, max_tokens=16, temperature=0, seed=42
     )
     assert r.object == "chat.completion", r
+    # The model is named as the client asked for it, not as the backend's model file.
+    assert r.model == CHAT, r.model
     assert r.choices[0].message.role == "assistant", r
     assert r.choices[0].message.content, r
     assert r.usage.completion_tokens > 0, r.usage
@@ -48,6 +50,7 @@ def test_streamed_chat_completion():
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(chunks) >= 3, f"{len(chunks)} chunks"
     assert all(c.object == "chat.completion.chunk" for c in chunks), chunks
+    assert all(c.model == CHAT for c in chunks), [c.model for c in chunks]
     assert text, chunks
     print(f"    {len(chunks)} chunks: {text!r}")
 
@@ -57,6 +60,7 @@ def test_text_completion():
         model=CHAT, prompt="The capital of France is", max_tokens=8, temperature=0
     )
     assert r.object == "text_completion", r
+    assert r.model == CHAT, r.model
     assert r.choices[0].text, r
 
 
