@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Which inference server runs the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendType {
     /// llama.cpp's `llama-server`.
@@ -32,11 +32,12 @@ impl BackendType {
 }
 
 /// The stored definition of an instance.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceSpec {
     /// The backend kind.
     pub backend_type: BackendType,
     /// Options passed to the backend as flags, in the order given.
+    #[schema(value_type = Object)]
     pub backend_options: Map<String, Value>,
     /// Restart after a crash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +56,7 @@ pub struct InstanceSpec {
     pub on_demand_after_stop: Option<bool>,
     /// Minutes without requests before the instance is stopped; 0 = never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, minimum = 0)]
     pub idle_timeout: Option<Minutes>,
     /// Extra environment for the child.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,7 +62,7 @@ pub(crate) struct Shared {
 }
 
 /// An instance as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     /// Unique name.
     pub name: String,
