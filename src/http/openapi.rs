@@ -100,8 +100,11 @@ async fn chat_completions() {}
 #[utoipa::path(post, path = "/v1/completions", tag = "OpenAI", request_body = InferenceBody,
     responses((status = 200, description = "llama-server's answer"),
         (status = "default", description = "llama-server's own answer, passed through"),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
 #[allow(dead_code)]
 async fn completions() {}
 
@@ -109,8 +112,11 @@ async fn completions() {}
 #[utoipa::path(post, path = "/v1/embeddings", tag = "OpenAI", request_body = InferenceBody,
     responses((status = 200, description = "llama-server's answer"),
         (status = "default", description = "llama-server's own answer, passed through"),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
 #[allow(dead_code)]
 async fn embeddings() {}
 
@@ -118,8 +124,11 @@ async fn embeddings() {}
 #[utoipa::path(post, path = "/v1/rerank", tag = "OpenAI", request_body = InferenceBody,
     responses((status = 200, description = "llama-server's answer"),
         (status = "default", description = "llama-server's own answer, passed through"),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
 #[allow(dead_code)]
 async fn rerank() {}
 
@@ -127,8 +136,11 @@ async fn rerank() {}
 #[utoipa::path(post, path = "/v1/reranking", tag = "OpenAI", request_body = InferenceBody,
     responses((status = 200, description = "llama-server's answer"),
         (status = "default", description = "llama-server's own answer, passed through"),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
 #[allow(dead_code)]
 async fn reranking() {}
 
@@ -193,6 +205,9 @@ pub fn document(routes: Document, cfg: &Config) -> Value {
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
     for (path, item) in api.paths.paths.iter_mut() {
         let management = path.starts_with("/api/");
+        // llama-server's answers pass through these unchanged, whatever their status and type.
+        let passthrough =
+            path.contains("/proxy/") || (path.starts_with("/v1/") && path != "/v1/models");
         for (method, op) in [
             ("GET", &mut item.get),
             ("POST", &mut item.post),
@@ -202,6 +217,15 @@ pub fn document(routes: Document, cfg: &Config) -> Value {
         ] {
             if let Some(op) = op {
                 add_common_responses(op, method, management, cfg);
+                if passthrough {
+                    for (status, response) in op.responses.responses.iter_mut() {
+                        if let (false, RefOr::T(response)) =
+                            (status == "401" || status == "429", response)
+                        {
+                            response.content.clear();
+                        }
+                    }
+                }
             }
         }
     }
@@ -308,16 +332,23 @@ fn refine(doc: &mut Value, cfg: &Config) {
         "maxLength": MAX_NAME_LEN,
         "not": {"enum": [".", ".."]},
     });
+    // `crate::timestamp::parse`: Unix seconds or RFC 3339.
+    let time = json!({"anyOf": [
+        {"type": "string", "pattern": "^[0-9]{1,11}$"},
+        {"type": "string", "format": "date-time"},
+    ]});
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in item.values_mut() {
                 let params = op.get_mut("parameters").and_then(Value::as_array_mut);
                 for param in params.into_iter().flatten() {
-                    let named = |n: &str| param["name"] == n;
-                    if (named("name") && param["in"] == "path")
-                        || (named("instance") && param["in"] == "query")
-                    {
-                        param["schema"] = name.clone();
+                    let place = (param["name"].clone(), param["in"].clone());
+                    match (place.0.as_str(), place.1.as_str()) {
+                        (Some("name"), Some("path")) | (Some("instance"), Some("query")) => {
+                            param["schema"] = name.clone()
+                        }
+                        (Some("since" | "until"), Some("query")) => param["schema"] = time.clone(),
+                        _ => {}
                     }
                 }
             }
@@ -328,6 +359,31 @@ fn refine(doc: &mut Value, cfg: &Config) {
         .and_then(Value::as_object_mut)
     {
         schemas.insert("InstanceBody".into(), instance_body(cfg));
+        if let Some(instances) = schemas
+            .get_mut("CreateKey")
+            .and_then(|k| k.pointer_mut("/properties/instances"))
+        {
+            // An optional list: `null` or at least one name.
+            *instances = json!({
+                "anyOf": [{"type": "array", "items": name, "minItems": 1}, {"type": "null"}],
+                "description": "Instances an inference key is limited to; absent or null = all. Not for management keys.",
+            });
+        }
+        if let Some(expires) = schemas
+            .get_mut("CreateKey")
+            .and_then(|k| k.pointer_mut("/properties/expires_at"))
+        {
+            // It must lie in the future: the document asks for one past 2100 so that what it
+            // calls valid stays valid (the server takes any future time).
+            *expires = json!({
+                "anyOf": [
+                    {"type": "integer", "minimum": 4_102_444_800_i64, "maximum": 253_402_300_799_i64},
+                    {"type": "string", "pattern": r"^2[1-9][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"},
+                    {"type": "null"},
+                ],
+                "description": "When the key stops working: Unix seconds or RFC 3339, in the future; absent or null = never",
+            });
+        }
     }
 }
 
@@ -407,13 +463,17 @@ fn instance_body(cfg: &Config) -> Value {
         ]},
     });
     let slot_path = json!({
-        "type": "string",
+        "type": ["string", "null"],
         "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
         "description": "A directory inside the instance's own slot directory",
     });
     let pairs: Vec<Value> = DOWNLOAD_TARGETS
         .iter()
-        .map(|(url, target)| json!({"required": [url, target]}))
+        // Both given, and neither `null` (which means "absent").
+        .map(|(url, target)| {
+            let given = json!({"not": {"type": "null"}});
+            json!({"required": [url, target], "properties": {*url: given, *target: given}})
+        })
         .collect();
     let options = |extra: Value| {
         let mut properties = json!({ SLOT_SAVE_PATH: slot_path });
