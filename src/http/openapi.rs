@@ -144,8 +144,8 @@ async fn rerank() {}
 #[allow(dead_code)]
 async fn reranking() {}
 
-/// The instance proxy, served by `ProxyFirst` before the router, for every method.
-#[utoipa::path(method(get, post, put, delete, patch), path = "/api/v1/instances/{name}/proxy/{rest}",
+/// The instance proxy, served by `ProxyFirst` before the router (`HEAD` too, as every `GET`).
+#[utoipa::path(method(get, post), path = "/api/v1/instances/{name}/proxy/{rest}",
     tag = "Instances",
     params(("name" = String, Path, description = "Instance name"),
         ("rest" = String, Path, description = "The path on llama-server (the prefix is stripped)")),
