@@ -283,10 +283,22 @@ fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<Opti
     if value.is_null() {
         return Ok(None);
     }
+    // JSON has one number type: `3.0` is the integer 3 (as JSON Schema says), though serde's
+    // integer types refuse it.
+    let value = match value.as_f64() {
+        Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => json_integer(f),
+        _ => value,
+    };
     let shown = value.to_string();
     serde_json::from_value(value)
         .map(Some)
         .map_err(|e| Error::BadRequest(format!("invalid value {shown} for '{key}': {e}")))
+}
+
+/// An integral float as a JSON integer (the caller checked it is one, and exactly representable).
+fn json_integer(f: f64) -> Value {
+    // `as` is exact here: |f| < 2^53 and f has no fraction.
+    Value::from(f as i64)
 }
 
 pub(super) fn type_name(value: &Value) -> &'static str {
@@ -314,6 +326,16 @@ mod tests {
 
     fn defaults() -> InstancesConfig {
         InstancesConfig::default()
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let spec = SpecPatch::from_body(body(json!({"max_restarts": 3.0, "restart_delay": 5.0})))
+            .unwrap()
+            .into_new_spec()
+            .unwrap();
+        assert_eq!((spec.max_restarts, spec.restart_delay), (Some(3), Some(5)));
+        assert!(SpecPatch::from_body(body(json!({"max_restarts": 3.5}))).is_err());
     }
 
     #[test]
