@@ -369,15 +369,22 @@ fn refine(doc: &mut Value, cfg: &Config) {
                 "description": "Instances an inference key is limited to; absent or null = all. Not for management keys.",
             });
         }
+        if let Some(create) = schemas.get_mut("CreateKey") {
+            create["anyOf"] = json!([
+                {"properties": {"kind": {"const": "inference"}}},
+                {"properties": {"instances": {"type": "null"}}},
+            ]);
+        }
         if let Some(expires) = schemas
             .get_mut("CreateKey")
             .and_then(|k| k.pointer_mut("/properties/expires_at"))
         {
+            let last_second = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp();
             // It must lie in the future: the document asks for one past 2100 so that what it
             // calls valid stays valid (the server takes any future time).
             *expires = json!({
                 "anyOf": [
-                    {"type": "integer", "minimum": 4_102_444_800_i64, "maximum": 253_402_300_799_i64},
+                    {"type": "integer", "minimum": 4_102_444_800_i64, "maximum": last_second},
                     {"type": "string", "pattern": r"^2[1-9][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"},
                     {"type": "null"},
                 ],
@@ -408,6 +415,7 @@ fn option_value() -> Value {
         text.clone(),
         {"type": "number"},
         {"type": "boolean"},
+        {"type": "null", "description": "absent (in an update: removes the option)"},
         {"type": "array", "items": {"anyOf": [text, {"type": "number"}]}},
     ]})
 }
@@ -437,7 +445,7 @@ fn instance_body(cfg: &Config) -> Value {
     let fields = json!({
         "auto_restart": nullable(json!({"type": "boolean"})),
         "max_restarts": nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
-        "restart_delay": nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
+        "restart_delay": nullable(json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})),
         "on_demand_start": nullable(json!({"type": "boolean"})),
         "on_demand_after_stop": nullable(json!({"type": "boolean"})),
         "idle_timeout": nullable(json!({"type": "number", "minimum": 0, "description": "Minutes; 0 = never"})),
@@ -455,13 +463,15 @@ fn instance_body(cfg: &Config) -> Value {
         .chain([SLOT_SAVE_PATH])
         .map(option_name_pattern)
         .collect();
-    let option_name = json!({
-        "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-        "not": {"anyOf": [
-            {"pattern": format!("^({})$", refused.join("|"))},
-            {"enum": ["backend_type", "backend_options"]},
-        ]},
-    });
+    let option_name = |exclude: Value| {
+        json!({
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+            "not": {"anyOf": [
+                {"pattern": format!("^({})$", refused.join("|"))},
+                {"enum": exclude},
+            ]},
+        })
+    };
     let slot_path = json!({
         "type": ["string", "null"],
         "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
@@ -475,7 +485,8 @@ fn instance_body(cfg: &Config) -> Value {
             json!({"required": [url, target], "properties": {*url: given, *target: given}})
         })
         .collect();
-    let options = |extra: Value| {
+    // `names_not`: names that would make a flat body a structured one.
+    let options = |extra: Value, names_not: Value| {
         let mut properties = json!({ SLOT_SAVE_PATH: slot_path });
         if let (Some(p), Some(e)) = (properties.as_object_mut(), extra.as_object()) {
             p.extend(e.clone());
@@ -483,12 +494,12 @@ fn instance_body(cfg: &Config) -> Value {
         json!({
             "type": "object",
             "properties": properties,
-            "propertyNames": option_name,
+            "propertyNames": option_name(names_not),
             "additionalProperties": option_value(),
             "not": {"anyOf": pairs},
         })
     };
-    let mut flat = options(fields.clone());
+    let mut flat = options(fields.clone(), json!(["backend_type", "backend_options"]));
     flat["description"] = json!(
         "Flat: instance-level keys beside llama.cpp options (snake_case, passed as --kebab-case flags)"
     );
@@ -497,7 +508,7 @@ fn instance_body(cfg: &Config) -> Value {
     let mut structured_props = fields;
     structured_props["backend_type"] =
         json!({"type": "string", "enum": ["llama_cpp", "llama-cpp", "llamacpp"]});
-    structured_props["backend_options"] = nullable(options(json!({})));
+    structured_props["backend_options"] = nullable(options(json!({}), json!([])));
     let structured = json!({
         "description": "Structured: backend_type and backend_options beside the instance-level keys",
         "type": "object",
