@@ -597,3 +597,26 @@ async fn cors_answers_allowed_origins_only() {
         }
     }
 }
+
+/// An update valid on its own that clashes with the stored definition is a conflict with the
+/// instance's state (409), not a bad request (400); one invalid on its own stays 400.
+#[tokio::test]
+async fn an_update_that_clashes_with_the_stored_definition_is_409() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, _) = server
+        .create("c", json!({"model": "/m.gguf", "mmproj": "/p.gguf"}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, body) = server
+        .update("c", json!({"mmproj_url": "https://example.invalid/p.gguf"}))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("stored"), "{body}");
+    let (code, _) = server
+        .update(
+            "c",
+            json!({"model_url": "https://example.invalid/m.gguf", "model": "/x.gguf"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}

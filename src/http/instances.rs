@@ -53,7 +53,8 @@ pub async fn create(
     responses((status = 200, description = "Updated", body = InstanceView),
         (status = 400, description = "Invalid definition", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 409, description = "The changed instance cannot be restarted (a limit, a port)", body = ErrorBody)))]
+        (status = 409, description = "The change conflicts with the stored definition, or the changed instance cannot be restarted (a limit, a port)", body = ErrorBody),
+        (status = 503, description = "The running instance could not be restarted with the new definition", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
