@@ -114,7 +114,10 @@ def main() -> int:
                 "run", f"{base}/swagger/openapi.json",
                 "--max-examples", examples,
                 "--header", f"Authorization: Bearer {ADMIN_KEY}",
-                "--workers", "2",
+                # One worker: hypothesis describes strategies by parsing their source with `ast`,
+                # which CPython 3.11 does not do safely from two threads at once ("AST constructor
+                # recursion depth mismatch", a runtime error of the run, not of llamactl).
+                "--workers", "1",
                 "--request-timeout", "30",
                 "--report", "junit",
                 "--report-dir", str(report_dir),
