@@ -452,7 +452,7 @@ fn instance_body(cfg: &Config) -> Value {
         "environment": nullable(json!({
             "type": "object",
             "propertyNames": variable,
-            "additionalProperties": {"type": "string"},
+            "additionalProperties": {"type": "string", "pattern": r"^[^\u0000]*$"},
         })),
         "port": nullable(json!({"type": "integer", "minimum": lo, "maximum": hi})),
     });

@@ -115,8 +115,9 @@ impl InstanceSpec {
                 )));
             }
         }
-        for name in self.environment.iter().flatten().map(|(name, _)| name) {
+        for (name, value) in self.environment.iter().flatten() {
             environment::check_variable(name, |n| operator_env.contains_key(n))?;
+            environment::check_value(name, value)?;
         }
         Ok(())
     }
