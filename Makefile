@@ -1,6 +1,6 @@
 # llamactl — build, run, test.
 #   make run    builds release, installs llama-server (unless one is on PATH) and the demo model, serves on :8080
-#   make test   lint + unit + integration tests + end-to-end tests against the real llama-server and model
+#   make test   lint + unit + integration tests + the OpenAPI contract (schemathesis) + end-to-end tests
 #   make bench  llamactl vs direct llama-server vs nginx; prints one table, writes docs/benchmarks.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -23,7 +23,7 @@ VENV_PY  := $(VENV)/bin/python
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_TIME   := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 
-.PHONY: run build release test lint unit e2e backend model pydeps bench nginx sqlx-prepare clean
+.PHONY: run build release test lint unit contract contractdeps e2e backend model pydeps bench nginx sqlx-prepare clean
 
 ## run: start llamactl on :8080 with SQLite under data/ (override with LLAMACTL_* variables)
 run: release backend model
@@ -36,7 +36,7 @@ build:
 	cargo build --locked
 
 ## test: everything CI runs
-test: lint unit e2e
+test: lint unit contract e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -44,6 +44,20 @@ lint:
 
 unit:
 	cargo test --locked --all-targets
+
+## contract: schemathesis, every check, against the OpenAPI document a llamactl with the stand-in
+## backend serves about itself (tests/contract/). CONTRACT_MAX_EXAMPLES (25) bounds each operation.
+contract: contractdeps
+	cargo build --locked
+	LLAMACTL_BIN="$(CURDIR)/target/debug/llamactl" SCHEMATHESIS="$(CURDIR)/$(VENV)/bin/st" \
+	$(VENV_PY) tests/contract/run_schemathesis.py
+
+## contractdeps: schemathesis from PyPI (4.x: its CLI differs from 3.x)
+contractdeps: $(VENV)/.contractdeps
+
+$(VENV)/.contractdeps: | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet "schemathesis>=4.32,<5"
+	touch $@
 
 e2e: backend model pydeps
 	LLAMACTL_TEST_LLAMA_SERVER="$(LLAMA_SERVER)" \

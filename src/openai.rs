@@ -18,24 +18,27 @@ use std::borrow::Cow;
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// `GET /v1/models`, in OpenAI's list format.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelList {
     /// Always `list`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     /// One entry per instance.
     pub data: Vec<Model>,
 }
 
 /// One model: an instance, by name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Model {
     /// The instance name, which requests put in `model`.
     pub id: String,
     /// Always `model`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     /// Unix seconds the instance was created.
     pub created: i64,
     /// Always `llamactl`.
+    #[schema(value_type = String)]
     pub owned_by: &'static str,
 }
 

@@ -50,6 +50,17 @@ impl<'de> Deserialize<'de> for When {
                 self.visit_i64(secs)
             }
 
+            /// `1.7e9` is a whole number of seconds too (JSON has one number type).
+            fn visit_f64<E: de::Error>(self, secs: f64) -> Result<When, E> {
+                if secs.fract() != 0.0 || secs.abs() >= 9.0e15 {
+                    return Err(E::custom(format!(
+                        "{secs} is not a whole number of seconds"
+                    )));
+                }
+                // Exact: a whole number below 2^53.
+                self.visit_i64(secs as i64)
+            }
+
             fn visit_str<E: de::Error>(self, text: &str) -> Result<When, E> {
                 parse(text).map(When).map_err(E::custom)
             }
@@ -62,6 +73,13 @@ impl<'de> Deserialize<'de> for When {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_float_seconds_are_seconds() {
+        let at: When = serde_json::from_str("1705312200.0").unwrap();
+        assert_eq!(at.0.timestamp(), 1_705_312_200);
+        assert!(serde_json::from_str::<When>("1705312200.5").is_err());
+    }
 
     #[test]
     fn accepts_unix_seconds_and_rfc3339() {

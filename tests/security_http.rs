@@ -329,3 +329,49 @@ async fn through_the_proxy_an_inference_key_reaches_only_inference_and_read_only
         assert_ne!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
     }
 }
+
+/// With every route needing a key, a keyless form-like POST is refused for the missing key (401),
+/// as any other keyless request; the form check only guards servers that take keyless requests.
+#[tokio::test]
+async fn with_auth_on_a_keyless_form_post_is_refused_for_its_missing_key() {
+    let server = TestServer::start(Options::fake()).await;
+    let client = reqwest::Client::new();
+    for path in ["/api/v1/instances/x/start", "/v1/chat/completions"] {
+        let resp = client
+            .post(format!("{}{path}", server.base))
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+/// The proxy forwards what llama-server serves (GET, HEAD, POST) and answers any other method 405
+/// with `Allow`, as the router does, without reaching the backend.
+#[tokio::test]
+async fn the_proxy_answers_other_methods_405_with_allow() {
+    let server = TestServer::start(Options::fake()).await;
+    server.create("p", json!({"model": "/m.gguf"})).await;
+    server.wait_status("p", "running", READY).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/instances/p/proxy/health", server.base);
+    for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::TRACE] {
+        let resp = client
+            .request(method.clone(), &url)
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(resp.headers()["allow"], "GET,HEAD,POST", "{method}");
+    }
+    let resp = client
+        .get(&url)
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

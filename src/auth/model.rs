@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub const MAX_KEY_NAME_LEN: usize = 64;
 
 /// What a key is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyKind {
     /// The `/api/v1` management API (and inference too).
@@ -91,18 +91,25 @@ impl KeyScope {
 }
 
 /// The body of `POST /api/v1/auth/keys` (and the CLI's `keys create`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// Label.
+    /// Label: 1 to 64 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// `management` or `inference`.
     pub kind: KeyKind,
-    /// Instances an inference key is limited to; absent = all.
+    /// Instances an inference key is limited to (at least one); absent = all. Not for management keys.
     #[serde(default)]
+    #[schema(min_items = 1, value_type = Option<Vec<String>>)]
     pub instances: Option<Vec<String>>,
-    /// When the key stops working; absent = never.
+    /// When the key stops working, in the future: Unix seconds or RFC 3339; absent = never.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub expires_at: Option<When>,
 }
 
@@ -169,7 +176,7 @@ impl CreateKey {
 }
 
 /// Whether a key works now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     /// In force.
@@ -181,7 +188,7 @@ pub enum KeyStatus {
 }
 
 /// A key as the API and CLI show it: everything but the secret and its hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// Public id.
     pub id: String,

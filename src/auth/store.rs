@@ -20,12 +20,13 @@ use std::sync::Arc;
 const ID_ATTEMPTS: usize = 3;
 
 /// The answer to creating a key: the key, and its token shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     /// The stored key.
     #[serde(flatten)]
     pub info: KeyInfo,
     /// The whole token; it is not stored and cannot be shown again.
+    #[schema(value_type = String)]
     pub key: Token,
 }
 

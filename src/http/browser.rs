@@ -31,6 +31,10 @@ struct Rules {
     check_host: bool,
     /// Names besides IP literals and `localhost`, lower case; `*` allows any.
     allowed_hosts: Vec<String>,
+    /// Refuse form-like POSTs: only while some route takes requests without a key. With every
+    /// route needing one, such a request carries none and is refused 401 by the route's own check,
+    /// the answer every client (and schemathesis' auth check) expects for a missing key.
+    check_forms: bool,
 }
 
 impl Rules {
@@ -44,6 +48,7 @@ impl Rules {
         Rules {
             check_host: cfg.auth_is_off() || !allowed_hosts.is_empty(),
             allowed_hosts,
+            check_forms: cfg.auth_is_off(),
         }
     }
 
@@ -59,7 +64,7 @@ impl Rules {
                 }
             }
         }
-        if *req.method() == Method::POST && looks_like_a_form(req.headers()) {
+        if self.check_forms && *req.method() == Method::POST && looks_like_a_form(req.headers()) {
             return Some(Error::UnsupportedMediaType(
                 "a POST needs 'Content-Type: application/json' (or an API key or an \
                  'X-Requested-With' header): form-like requests are refused, since any web page \
@@ -243,7 +248,7 @@ mod tests {
 
     #[test]
     fn form_like_posts_are_refused_and_everything_else_passes() {
-        let r = rules(false, &[]);
+        let r = rules(true, &[]);
         let refused: &[&[(&str, &str)]] = &[
             &[],
             &[("content-type", "text/plain")],
@@ -271,6 +276,9 @@ mod tests {
                 "{headers:?}"
             );
         }
+        // With every route needing a key, a keyless form is left to the key check (401).
+        let on = rules(false, &[]);
+        assert_eq!(status(&on, &request(Method::POST, "localhost", &[])), None);
         // Other methods always make a browser ask first.
         assert_eq!(status(&r, &request(Method::DELETE, "localhost", &[])), None);
         assert_eq!(status(&r, &request(Method::GET, "localhost", &[])), None);

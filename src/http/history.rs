@@ -2,6 +2,7 @@
 //! first, filtered and paged by cursor. An instance's history stays readable after it is deleted.
 
 use super::extract::{Path, Query};
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::db::history::{Event, HistoryFilter, HistoryRow};
 use crate::error::{Error, Result};
@@ -9,6 +10,7 @@ use crate::instances::name;
 use crate::timestamp;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Events per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: i64 = 100;
@@ -17,27 +19,32 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 /// Filters and paging; every field optional.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only this instance.
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     instance: Option<String>,
     /// Only events by or about this API key id.
     key: Option<String>,
     /// Only this event (`created`, `key_revoked`, ...).
+    #[param(value_type = Option<crate::db::history::Event>)]
     event: Option<String>,
     /// At or after this time (Unix seconds or RFC 3339).
     since: Option<String>,
     /// At or before this time (Unix seconds or RFC 3339).
     until: Option<String>,
-    /// Events per page, 1 to 1000.
+    /// Events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
 }
 
 /// One event as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// Increasing id.
     id: i64,
@@ -62,7 +69,7 @@ pub struct HistoryEntry {
 }
 
 /// One page of events.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPage {
     /// Newest first.
     events: Vec<HistoryEntry>,
@@ -71,6 +78,9 @@ pub struct HistoryPage {
 }
 
 /// `GET /api/v1/history`.
+#[utoipa::path(get, path = "/api/v1/history", tag = "History", params(HistoryQuery),
+    responses((status = 200, description = "Events, newest first", body = HistoryPage),
+        (status = 400, description = "Invalid filter or cursor", body = ErrorBody)))]
 pub async fn all(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
@@ -80,6 +90,17 @@ pub async fn all(
 }
 
 /// `GET /api/v1/instances/{name}/history`; 404 only for a name that never had any.
+#[utoipa::path(get, path = "/api/v1/instances/{name}/history", tag = "History",
+    params(("name" = String, Path, description = "Instance name"),
+        ("key" = Option<String>, Query, description = "Only events by or about this API key id"),
+        ("event" = Option<crate::db::history::Event>, Query, description = "Only this event"),
+        ("since" = Option<String>, Query, description = "At or after this time (Unix seconds or RFC 3339)"),
+        ("until" = Option<String>, Query, description = "At or before this time (Unix seconds or RFC 3339)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Events per page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, pattern = "^[1-9][0-9]{0,17}$", description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "The instance's events, newest first (also after it was deleted)", body = HistoryPage),
+        (status = 400, description = "Invalid name, filter or cursor", body = ErrorBody),
+        (status = 404, description = "No instance of this name ever had an event", body = ErrorBody)))]
 pub async fn instance(
     State(state): State<AppState>,
     Path(instance): Path<String>,

@@ -1,6 +1,7 @@
 //! `/api/v1/instances...`: definitions, lifecycle operations and logs.
 
 use super::extract::{Json, Path, Query};
+use super::openapi::{ErrorBody, InstanceBody};
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
@@ -10,13 +11,19 @@ use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::IntoParams;
 
 /// All instances.
+#[utoipa::path(get, path = "/api/v1/instances", tag = "Instances",
+    responses((status = 200, description = "All instances", body = [InstanceView])))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<InstanceView>> {
     axum::Json(state.supervisor.list())
 }
 
 /// One instance.
+#[utoipa::path(get, path = "/api/v1/instances/{name}", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    responses((status = 200, description = "The instance", body = InstanceView),
+        (status = 404, description = "No such instance", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -25,6 +32,11 @@ pub async fn get(
 }
 
 /// Creates and starts an instance: 201.
+#[utoipa::path(post, path = "/api/v1/instances/{name}", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    request_body(content = InstanceBody, description = "The definition, flat or structured"),
+    responses((status = 201, description = "Created; it starts unless it failed at once", body = InstanceView),
+        (status = 400, description = "Invalid name or definition", body = ErrorBody),
+        (status = 409, description = "An instance of this name exists, or max_instances is reached", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -36,6 +48,13 @@ pub async fn create(
 }
 
 /// Changes an instance's definition.
+#[utoipa::path(put, path = "/api/v1/instances/{name}", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    request_body(content = InstanceBody, description = "Given fields replace; the rest stay. A running instance restarts."),
+    responses((status = 200, description = "Updated", body = InstanceView),
+        (status = 400, description = "Invalid definition", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The change conflicts with the stored definition, or the changed instance cannot be restarted (a limit, a port)", body = ErrorBody),
+        (status = 503, description = "The running instance could not be restarted with the new definition", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -48,6 +67,9 @@ pub async fn update(
 }
 
 /// Stops and removes an instance: 204.
+#[utoipa::path(delete, path = "/api/v1/instances/{name}", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    responses((status = 204, description = "Stopped and removed"),
+        (status = 404, description = "No such instance", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -58,6 +80,11 @@ pub async fn delete(
 }
 
 /// Starts an instance.
+#[utoipa::path(post, path = "/api/v1/instances/{name}/start", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    responses((status = 200, description = "Starting (or already running)", body = InstanceView),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
+        (status = 500, description = "The backend could not be spawned", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -69,6 +96,11 @@ pub async fn start(
 }
 
 /// Stops an instance.
+#[utoipa::path(post, path = "/api/v1/instances/{name}/stop", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    responses((status = 200, description = "Stopping (or already stopped)", body = InstanceView),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
+        (status = 500, description = "The backend could not be spawned", body = ErrorBody)))]
 pub async fn stop(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -80,6 +112,11 @@ pub async fn stop(
 }
 
 /// Restarts an instance.
+#[utoipa::path(post, path = "/api/v1/instances/{name}/restart", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or ..")),
+    responses((status = 200, description = "Restarting", body = InstanceView),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
+        (status = 500, description = "The backend could not be spawned", body = ErrorBody)))]
 pub async fn restart(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -91,12 +128,19 @@ pub async fn restart(
 }
 
 /// `?lines=N`: the last N lines; absent or -1 means all.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// The last N lines; -1 or absent: all.
+    #[param(minimum = -1)]
     lines: Option<i64>,
 }
 
 /// An instance's log as plain text.
+#[utoipa::path(get, path = "/api/v1/instances/{name}/logs", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or .."), LogsQuery),
+    responses((status = 200, description = "The log's last lines", body = String, content_type = "text/plain"),
+        (status = 400, description = "Invalid lines", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -20,13 +20,15 @@ use crate::proxy::HttpClient;
 use crate::supervisor::Supervisor;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{middleware, Router};
 use browser::{BrowserGuard, BrowserGuardLayer};
 use proxy::ProxyFirst;
 use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, Any, Cors, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest management request body (instance definitions are small).
 const MANAGEMENT_BODY_LIMIT: usize = 1024 * 1024;
@@ -48,41 +50,41 @@ pub struct AppState {
     pub http: HttpClient,
 }
 
-/// The router for every route but the instance proxy's (see [`service`]).
+/// The router for every route but the instance proxy's (see [`service`]). Each handler is registered
+/// with its `#[utoipa::path]` annotation, which gives both its route and its part of the OpenAPI
+/// document: the document cannot name a route the router lacks, nor miss one it serves.
 pub fn router(state: AppState) -> Router {
-    let management = Router::new()
-        .route("/api/v1/version", get(system::version))
-        .route("/api/v1/server/help", get(system::help))
-        .route("/api/v1/server/version", get(system::backend_version))
-        .route("/api/v1/server/devices", get(system::devices))
-        .route("/api/v1/instances", get(instances::list))
-        .route(
-            "/api/v1/instances/{name}",
-            get(instances::get)
-                .post(instances::create)
-                .put(instances::update)
-                .delete(instances::delete),
-        )
-        .route("/api/v1/instances/{name}/start", post(instances::start))
-        .route("/api/v1/instances/{name}/stop", post(instances::stop))
-        .route("/api/v1/instances/{name}/restart", post(instances::restart))
-        .route("/api/v1/instances/{name}/logs", get(instances::logs))
-        .route("/api/v1/instances/{name}/history", get(history::instance))
-        .route("/api/v1/history", get(history::all))
-        .route("/api/v1/auth/keys", get(keys::list).post(keys::create))
-        .route(
-            "/api/v1/auth/keys/{id}",
-            get(keys::get).delete(keys::revoke),
-        )
+    let management = OpenApiRouter::new()
+        .routes(routes!(system::version))
+        .routes(routes!(system::help))
+        .routes(routes!(system::backend_version))
+        .routes(routes!(system::devices))
+        .routes(routes!(instances::list))
+        .routes(routes!(
+            instances::get,
+            instances::create,
+            instances::update,
+            instances::delete
+        ))
+        .routes(routes!(instances::start))
+        .routes(routes!(instances::stop))
+        .routes(routes!(instances::restart))
+        .routes(routes!(instances::logs))
+        .routes(routes!(history::instance))
+        .routes(routes!(history::all))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::get, keys::revoke))
         .layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard::management,
         ));
 
-    // Bodies are read whole (the `model` field routes them), so they get a generous limit.
-    let inference = Router::new()
-        .route("/v1/models", get(openai::models))
+    // Bodies are read whole (the `model` field routes them), so they get a generous limit. The
+    // forward takes every `POST /v1/*`; the document describes the inference routes it serves
+    // (see `openapi`).
+    let inference = OpenApiRouter::new()
+        .routes(routes!(openai::models))
         .route("/v1/{*rest}", post(openai::forward))
         .layer(DefaultBodyLimit::max(crate::openai::BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
@@ -90,17 +92,20 @@ pub fn router(state: AppState) -> Router {
             guard::inference,
         ));
 
-    let swagger = state.cfg.server.enable_swagger;
-    let app = management
-        .merge(inference)
+    let (routes, described) = management.merge(inference).split_for_parts();
+    let swagger = state
+        .cfg
+        .server
+        .enable_swagger
+        .then(|| openapi::document(described, &state.cfg));
+    let app = routes
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);
     // The API description is public, like any published API reference.
-    if swagger {
-        app.merge(openapi::router())
-    } else {
-        app
+    match swagger {
+        Some(document) => app.merge(openapi::router(document)),
+        None => app,
     }
 }
 

@@ -12,6 +12,8 @@ use axum::http::Response;
 use axum::Extension;
 
 /// `GET /v1/models`: the instances this key may use.
+#[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
+    responses((status = 200, description = "The instances this key may use, as models", body = ModelList)))]
 pub async fn models(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

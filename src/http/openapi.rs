@@ -1,7 +1,26 @@
-//! The OpenAPI 3 description of the API, served with Swagger UI under `/swagger/` when
-//! `server.enable_swagger` is on. The UI's assets are compiled in, so it works without internet.
+//! The OpenAPI document, served with Swagger UI under `/swagger/` when `server.enable_swagger` is on.
+//!
+//! It is generated, not written: each handler's `#[utoipa::path]` annotation is registered on the
+//! router and in the document in one step (`super::router`), the schemas are derived from the types
+//! the handlers take and give, and the rules utoipa's model cannot state (an instance body's option
+//! names and values, the instance name's pattern, this server's port range) are built here from the
+//! same constants the validation uses. The instance proxy and the `/v1` inference routes are served
+//! outside axum's routing table (see `ProxyFirst` and `POST /v1/{*rest}`), so they are described by
+//! the documentation-only operations below. The UI's assets are compiled in.
 
+use crate::backends::command::GPU_SELECTION;
+use crate::config::Config;
+use crate::db::history::Event;
+use crate::instances::environment::INSTANCE_ALLOWED;
+use crate::instances::name::MAX_NAME_LEN;
+use crate::instances::options::{canonical, DOWNLOAD_TARGETS, REFUSED, RESERVED, SLOT_SAVE_PATH};
 use serde_json::{json, Value};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{Object, Schema, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 /// Where the UI and the document are served.
@@ -9,206 +28,493 @@ pub const UI_PATH: &str = "/swagger";
 /// The document's path.
 pub const DOC_PATH: &str = "/swagger/openapi.json";
 
-/// The router serving Swagger UI and the document.
-pub fn router() -> axum::Router {
+/// An instance name, as `crate::instances::name::validate` accepts it.
+const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
+/// The router serving Swagger UI and `document`.
+pub fn router(document: Value) -> axum::Router {
     SwaggerUi::new(UI_PATH)
-        .external_url_unchecked(DOC_PATH, document())
+        .external_url_unchecked(DOC_PATH, document)
         .into()
 }
 
-fn error_response(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+/// The `{"error": "..."}` body of every refusal.
+#[derive(Debug, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    #[allow(dead_code)]
+    error: String,
 }
 
-fn json_response(description: &str, schema: Value) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": schema}}})
-}
+/// The body of `POST` and `PUT /api/v1/instances/{name}`; its schema is built by
+/// [`instance_body`], from the validation's own rules.
+#[derive(Debug)]
+pub struct InstanceBody;
 
-fn text_response(description: &str) -> Value {
-    json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
-}
-
-fn schema(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
-fn path_param(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
-}
-
-fn query_param(name: &str, kind: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": kind}})
-}
-
-/// One operation: tag, summary, parameters, optional JSON body schema, responses by status.
-fn op(
-    tag: &str,
-    summary: &str,
-    params: Vec<Value>,
-    body: Option<Value>,
-    responses: Vec<(&str, Value)>,
-) -> Value {
-    let mut op = json!({"tags": [tag], "summary": summary, "parameters": params, "responses": {}});
-    if let Some(schema) = body {
-        op["requestBody"] =
-            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+impl PartialSchema for InstanceBody {
+    fn schema() -> RefOr<Schema> {
+        // Replaced in `document`: utoipa's model has no `not` or `propertyNames` patterns.
+        Object::new().into()
     }
-    for (code, response) in responses {
-        op["responses"][code] = response;
+}
+
+impl ToSchema for InstanceBody {}
+
+/// The body of a `/v1` inference request: OpenAI's, routed by `model`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct InferenceBody {
+    /// The instance to use (its name, as `/v1/models` lists it).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    model: String,
+}
+
+impl PartialSchema for Event {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+        Object::builder()
+            .schema_type(Type::String)
+            .enum_values(Some(names))
+            .into()
     }
-    op
 }
 
-fn instance_op(summary: &str, ok: &str) -> Value {
-    op(
-        "Instances",
-        summary,
-        vec![path_param("name", "Instance name")],
-        None,
-        vec![
-            ("200", json_response(ok, schema("Instance"))),
-            ("404", error_response("Unknown instance")),
-            (
-                "409",
-                error_response("Maximum number of running instances reached"),
+impl ToSchema for Event {}
+
+/// `POST /v1/chat/completions`, served by `POST /v1/{*rest}`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "OpenAI",
+    request_body = InferenceBody,
+    responses(
+        (status = 200, description = "llama-server's answer; server-sent events with `\"stream\": true`"),
+        (status = "default", description = "llama-server's own answer, passed through"),
+        (status = 400, description = "Not JSON, or no `model`", body = ErrorBody),
+        (status = 403, description = "This key may not use this instance", body = ErrorBody),
+        (status = 404, description = "No instance of this name", body = ErrorBody),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out", body = ErrorBody)))]
+#[allow(dead_code)]
+async fn chat_completions() {}
+
+/// `POST /v1/completions`, served by `POST /v1/{*rest}`.
+#[utoipa::path(post, path = "/v1/completions", tag = "OpenAI", request_body = InferenceBody,
+    responses((status = 200, description = "llama-server's answer"),
+        (status = "default", description = "llama-server's own answer, passed through"),
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+#[allow(dead_code)]
+async fn completions() {}
+
+/// `POST /v1/embeddings`, served by `POST /v1/{*rest}`.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "OpenAI", request_body = InferenceBody,
+    responses((status = 200, description = "llama-server's answer"),
+        (status = "default", description = "llama-server's own answer, passed through"),
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+#[allow(dead_code)]
+async fn embeddings() {}
+
+/// `POST /v1/rerank`, served by `POST /v1/{*rest}`.
+#[utoipa::path(post, path = "/v1/rerank", tag = "OpenAI", request_body = InferenceBody,
+    responses((status = 200, description = "llama-server's answer"),
+        (status = "default", description = "llama-server's own answer, passed through"),
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+#[allow(dead_code)]
+async fn rerank() {}
+
+/// `POST /v1/reranking`, served by `POST /v1/{*rest}`.
+#[utoipa::path(post, path = "/v1/reranking", tag = "OpenAI", request_body = InferenceBody,
+    responses((status = 200, description = "llama-server's answer"),
+        (status = "default", description = "llama-server's own answer, passed through"),
+        (status = 400, description = "Not JSON, or no `model`"),
+        (status = 403, description = "This key may not use this instance"),
+        (status = 404, description = "No instance of this name"),
+        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+#[allow(dead_code)]
+async fn reranking() {}
+
+/// The instance proxy, served by `ProxyFirst` before the router (`HEAD` too, as every `GET`).
+#[utoipa::path(method(get, post), path = "/api/v1/instances/{name}/proxy/{rest}",
+    tag = "Instances",
+    params(("name" = String, Path, description = "Instance name"),
+        ("rest" = String, Path, description = "The path on llama-server (the prefix is stripped)")),
+    responses(
+        (status = 200, description = "llama-server's answer, streamed"),
+        (status = "default", description = "llama-server's own answer, passed through"),
+        (status = 400, description = "Invalid instance name", body = ErrorBody),
+        (status = 403, description = "This key may not use this instance, or (an inference key) this llama-server endpoint", body = ErrorBody),
+        (status = 503, description = "The instance is not running", body = ErrorBody)))]
+#[allow(dead_code)]
+async fn proxy() {}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "llamactl",
+        description = "Runs many llama-server instances behind one REST API (`/api/v1`, management keys) and \
+                       one OpenAI-compatible API (`/v1`, inference or management keys). Every refusal is \
+                       `{\"error\": \"...\"}`. A client that fails authentication `auth.failed_auth_burst` \
+                       times is answered 429 with `Retry-After` until it may try again."),
+    tags((name = "System"), (name = "Instances"), (name = "History"), (name = "Keys"), (name = "OpenAI")),
+    paths(proxy, chat_completions, completions, embeddings, rerank, reranking),
+    components(schemas(ErrorBody)),
+    security(("bearer" = []), ("apiKey" = [])),
+    modifiers(&Security)
+)]
+struct Described;
+
+/// Bearer or `X-API-Key`: either carries a management or an inference key.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, api: &mut Document) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`Authorization: Bearer <key>`"))
+                    .build(),
             ),
-            ("500", error_response("Failed to start instance")),
-        ],
-    )
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "`X-API-Key: <key>`",
+            ))),
+        );
+    }
 }
 
-fn proxy_op() -> Value {
-    op(
-        "Instances",
-        "Proxy to the instance's llama-server (the prefix is stripped)",
-        vec![
-            path_param("name", "Instance name"),
-            path_param("rest", "Path on llama-server"),
-        ],
-        None,
-        vec![
-            (
-                "200",
-                json!({"description": "llama-server's answer, streamed"}),
-            ),
-            ("403", error_response("Key not allowed for this instance")),
-            ("503", error_response("Instance is not running")),
-        ],
-    )
-}
-
-/// The document.
-pub fn document() -> Value {
-    let name = || path_param("name", "Instance name: 1-64 of A-Z a-z 0-9 . _ -");
-    let instance_body = json!({
-        "type": "object",
-        "description": "Flat: instance-level keys beside llama.cpp options (snake_case → --kebab-case). \
-                        Structured: backend_type + backend_options + instance-level keys.",
-        "additionalProperties": true,
-        "example": {"model": "/models/gemma.gguf", "ctx_size": 2048, "on_demand_start": true}
-    });
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "llamactl",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Runs many llama-server instances behind one REST API and one OpenAI-compatible endpoint."
-        },
-        "security": [{"bearer": []}, {"apiKey": []}],
-        "tags": [
-            {"name": "System"}, {"name": "Instances"}, {"name": "Keys"}, {"name": "History"}, {"name": "OpenAI"}
-        ],
-        "paths": {
-            "/api/v1/version": {"get": op("System", "llamactl version", vec![], None, vec![("200", text_response("Version:/Commit:/Build Time:"))])},
-            "/api/v1/server/help": {"get": op("System", "llama-server --help", vec![], None, vec![("200", text_response("Help text"))])},
-            "/api/v1/server/version": {"get": op("System", "llama-server --version", vec![], None, vec![("200", text_response("Version text"))])},
-            "/api/v1/server/devices": {"get": op("System", "llama-server --list-devices", vec![], None, vec![("200", text_response("Device list"))])},
-            "/api/v1/instances": {"get": op("Instances", "List instances", vec![], None, vec![("200", json_response("All instances", json!({"type": "array", "items": schema("Instance")})))])},
-            "/api/v1/instances/{name}": {
-                "get": op("Instances", "Get an instance", vec![name()], None, vec![("200", json_response("The instance", schema("Instance"))), ("404", error_response("Unknown instance"))]),
-                "post": op("Instances", "Create and start an instance", vec![name()], Some(instance_body.clone()), vec![
-                    ("201", json_response("Created (status starting)", schema("Instance"))),
-                    ("400", error_response("Invalid name or body")),
-                    ("409", error_response("Exists, or a limit is reached")),
-                ]),
-                "put": op("Instances", "Update an instance (given fields replace; restarts it if running)", vec![name()], Some(instance_body), vec![
-                    ("200", json_response("Updated", schema("Instance"))),
-                    ("400", error_response("Invalid body")),
-                    ("404", error_response("Unknown instance")),
-                ]),
-                "delete": op("Instances", "Stop and remove an instance", vec![name()], None, vec![("204", json!({"description": "Deleted"})), ("404", error_response("Unknown instance"))]),
-            },
-            "/api/v1/instances/{name}/start": {"post": instance_op("Start an instance", "Starting")},
-            "/api/v1/instances/{name}/stop": {"post": instance_op("Stop an instance", "Stopping")},
-            "/api/v1/instances/{name}/restart": {"post": instance_op("Restart an instance", "Restarting")},
-            "/api/v1/instances/{name}/logs": {"get": op("Instances", "The instance's log", vec![name(), query_param("lines", "integer", "Last N lines; -1 or absent = all")], None, vec![
-                ("200", text_response("Log text")), ("400", error_response("Invalid lines")), ("404", error_response("Unknown instance")),
-            ])},
-            "/api/v1/instances/{name}/history": {"get": op("History", "The instance's history (also after deletion)", vec![name(), query_param("limit", "integer", "1-1000"), query_param("cursor", "string", "next_cursor of the previous page")], None, vec![
-                ("200", json_response("Newest first", schema("HistoryPage"))), ("404", error_response("No event ever recorded")),
-            ])},
-            "/api/v1/instances/{name}/proxy/{rest}": {"get": proxy_op(), "post": proxy_op()},
-            "/api/v1/history": {"get": op("History", "Lifecycle and audit history", vec![
-                query_param("instance", "string", "Only this instance"),
-                query_param("key", "string", "Only events by or about this key id"),
-                query_param("event", "string", "Only this event"),
-                query_param("since", "string", "Unix seconds or RFC 3339"),
-                query_param("until", "string", "Unix seconds or RFC 3339"),
-                query_param("limit", "integer", "1-1000, default 100"),
-                query_param("cursor", "string", "next_cursor of the previous page"),
-            ], None, vec![("200", json_response("Newest first", schema("HistoryPage"))), ("400", error_response("Invalid filter"))])},
-            "/api/v1/auth/keys": {
-                "get": op("Keys", "List keys (never their secrets)", vec![], None, vec![("200", json_response("Keys", json!({"type": "array", "items": schema("Key")})))]),
-                "post": op("Keys", "Create a key; the token is returned this once", vec![], Some(schema("CreateKey")), vec![
-                    ("201", json_response("Created, with `key`", schema("Key"))), ("400", error_response("Invalid request")),
-                ]),
-            },
-            "/api/v1/auth/keys/{id}": {
-                "get": op("Keys", "Get a key", vec![path_param("id", "Key id")], None, vec![("200", json_response("The key", schema("Key"))), ("404", error_response("Unknown key"))]),
-                "delete": op("Keys", "Revoke a key (takes effect on the next request)", vec![path_param("id", "Key id")], None, vec![("204", json!({"description": "Revoked"})), ("404", error_response("Unknown key"))]),
-            },
-            "/v1/models": {"get": op("OpenAI", "Instances the key may use, as models", vec![], None, vec![("200", json_response("OpenAI list", json!({"type": "object"})))])},
-            "/v1/{endpoint}": {"post": op("OpenAI", "Any POST /v1/* (chat/completions, completions, embeddings, rerank, ...), routed by `model`", vec![path_param("endpoint", "e.g. chat/completions")], Some(json!({"type": "object", "required": ["model"], "properties": {"model": {"type": "string"}}, "additionalProperties": true})), vec![
-                ("200", json!({"description": "llama-server's answer, streamed (SSE with stream: true)"})),
-                ("400", error_response("Invalid body or missing model")),
-                ("403", error_response("Key not allowed for this model")),
-                ("404", error_response("Unknown model")),
-                ("409", error_response("Running limit reached and nothing can be evicted")),
-                ("503", error_response("Not running and on-demand start is off, or the cold start timed out")),
-            ])},
-        },
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-            },
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-                "Instance": {"type": "object", "required": ["name", "status", "created"], "properties": {
-                    "name": {"type": "string"},
-                    "status": {"type": "string", "enum": ["stopped", "starting", "running", "stopping", "restarting", "failed"]},
-                    "created": {"type": "integer", "description": "Unix seconds"},
-                    "port": {"type": "integer", "nullable": true},
-                    "pid": {"type": "integer"},
-                    "restarts": {"type": "integer"},
-                    "last_error": {"type": "string"},
-                    "options": {"type": "object", "additionalProperties": true}
-                }},
-                "CreateKey": {"type": "object", "required": ["name", "kind"], "properties": {
-                    "name": {"type": "string"},
-                    "kind": {"type": "string", "enum": ["management", "inference"]},
-                    "instances": {"type": "array", "items": {"type": "string"}, "description": "Inference keys only; absent = all"},
-                    "expires_at": {"description": "Unix seconds or RFC 3339; absent = never"}
-                }},
-                "Key": {"type": "object", "additionalProperties": true, "properties": {
-                    "id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string"},
-                    "key": {"type": "string", "description": "Only in the answer to create"}
-                }},
-                "HistoryPage": {"type": "object", "properties": {
-                    "events": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
-                    "next_cursor": {"type": "string", "nullable": true}
-                }}
+/// The document for the operations the router registered (`routes`), as this server (`cfg`) runs.
+pub fn document(routes: Document, cfg: &Config) -> Value {
+    let mut api = Described::openapi();
+    api.merge(routes);
+    api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    for (path, item) in api.paths.paths.iter_mut() {
+        let management = path.starts_with("/api/");
+        // llama-server's answers pass through these unchanged, whatever their status and type.
+        let passthrough =
+            path.contains("/proxy/") || (path.starts_with("/v1/") && path != "/v1/models");
+        for (method, op) in [
+            ("GET", &mut item.get),
+            ("POST", &mut item.post),
+            ("PUT", &mut item.put),
+            ("DELETE", &mut item.delete),
+            ("PATCH", &mut item.patch),
+        ] {
+            if let Some(op) = op {
+                add_common_responses(op, method, management, cfg);
+                if passthrough {
+                    for (status, response) in op.responses.responses.iter_mut() {
+                        if let (false, RefOr::T(response)) =
+                            (status == "401" || status == "429", response)
+                        {
+                            response.content.clear();
+                        }
+                    }
+                }
             }
         }
-    })
+    }
+    let mut doc = serde_json::to_value(&api).unwrap_or_else(|e| {
+        // Serialising plain data cannot fail; if it ever did, an empty document says so.
+        tracing::error!(error = %e, "OpenAPI document could not be serialised");
+        json!({})
+    });
+    refine(&mut doc, cfg);
+    doc
+}
+
+/// The answers every route of a kind can give, whatever its handler does: the key checks, the
+/// browser checks and the body's transport.
+fn add_common_responses(op: &mut Operation, method: &str, management: bool, cfg: &Config) {
+    let error = || {
+        ContentBuilder::new()
+            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "Error",
+            ))))
+            .build()
+    };
+    let mut add = |status: &str, description: &str| {
+        if !op.responses.responses.contains_key(status) {
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", error());
+            op.responses
+                .responses
+                .insert(status.to_string(), response.build().into());
+        }
+    };
+    let required = if management {
+        cfg.auth.require_management_auth
+    } else {
+        cfg.auth.require_inference_auth
+    };
+    if required {
+        add("401", "No key, or an unknown, expired or revoked one");
+        add(
+            "403",
+            if management {
+                "A key that is not a management key"
+            } else {
+                "This key may not use this instance"
+            },
+        );
+        let retry = HeaderBuilder::new()
+            .schema(Some(
+                Object::builder()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1)),
+            ))
+            .description(Some("Seconds until the client may try again"))
+            .build();
+        let response = ResponseBuilder::new()
+            .description(
+                "Too many failed authentications from this client (auth.failed_auth_burst); \
+                 try again after Retry-After seconds",
+            )
+            .content("application/json", error())
+            .header("Retry-After", retry);
+        op.responses
+            .responses
+            .entry("429".to_string())
+            .or_insert_with(|| response.build().into());
+    } else {
+        op.security = Some(Vec::new());
+    }
+    let mut add = |status: &str, description: &str| {
+        if !op.responses.responses.contains_key(status) {
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", error());
+            op.responses
+                .responses
+                .insert(status.to_string(), response.build().into());
+        }
+    };
+    if method == "POST" {
+        add(
+            "415",
+            "A form-like POST (no JSON content type, no key, no X-Requested-With), or a JSON body \
+             sent with another content type",
+        );
+    }
+    if op.request_body.is_some() {
+        add("400", "The body is not valid JSON of this shape");
+        add(
+            "408",
+            "The body stopped arriving (server.request_body_timeout)",
+        );
+        add("413", "The body is larger than the route accepts");
+        add("415", "The body is not sent as application/json");
+    }
+}
+
+/// What utoipa's model cannot say: the instance name's pattern and the instance body's rules.
+fn refine(doc: &mut Value, cfg: &Config) {
+    let name = json!({
+        "type": "string",
+        "pattern": NAME_PATTERN,
+        "minLength": 1,
+        "maxLength": MAX_NAME_LEN,
+        "not": {"enum": [".", ".."]},
+    });
+    // `crate::timestamp::parse`: Unix seconds or RFC 3339.
+    let time = json!({"anyOf": [
+        {"type": "string", "pattern": "^[0-9]{1,11}$"},
+        {"type": "string", "format": "date-time"},
+    ]});
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut() {
+                let params = op.get_mut("parameters").and_then(Value::as_array_mut);
+                for param in params.into_iter().flatten() {
+                    let place = (param["name"].clone(), param["in"].clone());
+                    match (place.0.as_str(), place.1.as_str()) {
+                        (Some("name"), Some("path")) | (Some("instance"), Some("query")) => {
+                            param["schema"] = name.clone()
+                        }
+                        (Some("since" | "until"), Some("query")) => param["schema"] = time.clone(),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("InstanceBody".into(), instance_body(cfg));
+        if let Some(instances) = schemas
+            .get_mut("CreateKey")
+            .and_then(|k| k.pointer_mut("/properties/instances"))
+        {
+            // An optional list: `null` or at least one name.
+            *instances = json!({
+                "anyOf": [{"type": "array", "items": name, "minItems": 1}, {"type": "null"}],
+                "description": "Instances an inference key is limited to; absent or null = all. Not for management keys.",
+            });
+        }
+        if let Some(create) = schemas.get_mut("CreateKey") {
+            create["anyOf"] = json!([
+                {"properties": {"kind": {"const": "inference"}}},
+                {"properties": {"instances": {"type": "null"}}},
+            ]);
+        }
+        if let Some(expires) = schemas
+            .get_mut("CreateKey")
+            .and_then(|k| k.pointer_mut("/properties/expires_at"))
+        {
+            let last_second = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp();
+            // It must lie in the future: the document asks for one past 2100 so that what it
+            // calls valid stays valid (the server takes any future time).
+            *expires = json!({
+                "anyOf": [
+                    {"type": "integer", "minimum": 4_102_444_800_i64, "maximum": last_second},
+                    {"type": "string", "pattern": r"^2[1-9][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"},
+                    {"type": "null"},
+                ],
+                "description": "When the key stops working: Unix seconds or RFC 3339, in the future; absent or null = never",
+            });
+        }
+    }
+}
+
+/// A pattern matching `name` as llama-server matches option names: any case, `-` or `_`.
+fn option_name_pattern(name: &str) -> String {
+    canonical(name)
+        .chars()
+        .map(|c| match c {
+            '_' => "[-_]".to_string(),
+            c if c.is_ascii_alphabetic() => {
+                format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+            }
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// One argument's value: never read as a flag, never holding a NUL.
+fn option_value() -> Value {
+    let text = json!({"type": "string", "pattern": r"^([^-\u0000][^\u0000]*)?$"});
+    json!({"anyOf": [
+        text.clone(),
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null", "description": "absent (in an update: removes the option)"},
+        {"type": "array", "items": {"anyOf": [text, {"type": "number"}]}},
+    ]})
+}
+
+/// The body of a create or update, flat (options beside instance keys) or structured
+/// (`backend_type`, `backend_options`), as `crate::instances::spec::SpecPatch::from_body` and the
+/// checks in `crate::instances` accept it.
+fn instance_body(cfg: &Config) -> Value {
+    let nullable = |t: Value| json!({"anyOf": [t, {"type": "null"}]});
+    let [lo, hi] = cfg.instances.port_range;
+    let allowed: Vec<String> = GPU_SELECTION
+        .iter()
+        .chain(INSTANCE_ALLOWED)
+        .map(|p| match p.strip_suffix('*') {
+            Some(prefix) => format!("^{prefix}[A-Za-z0-9_]*$"),
+            None => format!("^{p}$"),
+        })
+        .collect();
+    let operator_set: Vec<&String> = cfg.backends.llama_cpp.environment.keys().collect();
+    let variable = json!({
+        "anyOf": allowed.iter().map(|p| json!({"pattern": p})).collect::<Vec<_>>(),
+        "not": {"anyOf": [
+            {"pattern": "^GGML_.*(PATH|DIR|FILE|LIB)"},
+            {"enum": operator_set},
+        ]},
+    });
+    let fields = json!({
+        "auto_restart": nullable(json!({"type": "boolean"})),
+        "max_restarts": nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
+        "restart_delay": nullable(json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})),
+        "on_demand_start": nullable(json!({"type": "boolean"})),
+        "on_demand_after_stop": nullable(json!({"type": "boolean"})),
+        "idle_timeout": nullable(json!({"type": "number", "minimum": 0, "description": "Minutes; 0 = never"})),
+        "environment": nullable(json!({
+            "type": "object",
+            "propertyNames": variable,
+            "additionalProperties": {"type": "string", "pattern": r"^[^\u0000]*$"},
+        })),
+        "port": nullable(json!({"type": "integer", "minimum": lo, "maximum": hi})),
+    });
+    let refused: Vec<String> = RESERVED
+        .iter()
+        .copied()
+        .chain(REFUSED.iter().map(|(name, _)| *name))
+        .chain([SLOT_SAVE_PATH])
+        .map(option_name_pattern)
+        .collect();
+    let option_name = |exclude: Value| {
+        json!({
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+            "not": {"anyOf": [
+                {"pattern": format!("^({})$", refused.join("|"))},
+                {"enum": exclude},
+            ]},
+        })
+    };
+    let slot_path = json!({
+        "type": ["string", "null"],
+        "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
+        "description": "A directory inside the instance's own slot directory",
+    });
+    let pairs: Vec<Value> = DOWNLOAD_TARGETS
+        .iter()
+        // Both given, and neither `null` (which means "absent").
+        .map(|(url, target)| {
+            let given = json!({"not": {"type": "null"}});
+            json!({"required": [url, target], "properties": {*url: given, *target: given}})
+        })
+        .collect();
+    // `names_not`: names that would make a flat body a structured one.
+    let options = |extra: Value, names_not: Value| {
+        let mut properties = json!({ SLOT_SAVE_PATH: slot_path });
+        if let (Some(p), Some(e)) = (properties.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        json!({
+            "type": "object",
+            "properties": properties,
+            "propertyNames": option_name(names_not),
+            "additionalProperties": option_value(),
+            "not": {"anyOf": pairs},
+        })
+    };
+    let mut flat = options(fields.clone(), json!(["backend_type", "backend_options"]));
+    flat["description"] = json!(
+        "Flat: instance-level keys beside llama.cpp options (snake_case, passed as --kebab-case flags)"
+    );
+    flat["example"] =
+        json!({"model": "/models/gemma.gguf", "ctx_size": 2048, "on_demand_start": true});
+    let mut structured_props = fields;
+    structured_props["backend_type"] =
+        json!({"type": "string", "enum": ["llama_cpp", "llama-cpp", "llamacpp"]});
+    structured_props["backend_options"] = nullable(options(json!({}), json!([])));
+    let structured = json!({
+        "description": "Structured: backend_type and backend_options beside the instance-level keys",
+        "type": "object",
+        "properties": structured_props,
+        "additionalProperties": false,
+        "anyOf": [{"required": ["backend_type"]}, {"required": ["backend_options"]}],
+    });
+    json!({"anyOf": [flat, structured]})
 }

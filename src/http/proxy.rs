@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::instances::name;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::Response;
+use axum::http::{header, HeaderValue, Method, Response};
 use axum::response::IntoResponse;
 use axum::Router;
 use futures_util::future::BoxFuture;
@@ -41,6 +41,9 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 /// Checks the key with the same decision as every route group (401 and the failure budget, 403 for
 /// the wrong kind), then forwards.
 async fn forward(state: &AppState, req: Request) -> Response<Body> {
+    if !PROXY_METHODS.contains(req.method()) {
+        return method_not_allowed(req.method());
+    }
     let addr = guard::client_addr(&req);
     match guard::authenticate(state, Scope::Inference, req.headers(), addr).await {
         Ok(caller) => forward_as(state, &caller, req)
@@ -48,6 +51,22 @@ async fn forward(state: &AppState, req: Request) -> Response<Body> {
             .unwrap_or_else(IntoResponse::into_response),
         Err(refusal) => refusal,
     }
+}
+
+/// The methods llama-server serves (the API reference's `GET` and `POST`, and `HEAD`, which is a
+/// `GET`); any other is answered here, as the router answers it, instead of reaching the backend.
+const PROXY_METHODS: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
+
+/// 405 with `Allow`, as the router's own 405s.
+fn method_not_allowed(method: &Method) -> Response<Body> {
+    let mut response = Error::MethodNotAllowed(format!(
+        "method {method} is not allowed through the instance proxy"
+    ))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD,POST"));
+    response
 }
 
 /// Forwards to the running instance; 403 outside the key's instances or, for an inference key,

@@ -1,11 +1,14 @@
 //! `/api/v1/version` and `/api/v1/server/*`: what this server and the backend binary are.
 
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::error::{Error, Result};
 use axum::extract::State;
 use std::time::Duration;
 
 /// `Version:/Commit:/Build Time:` as plain text.
+#[utoipa::path(get, path = "/api/v1/version", tag = "System",
+    responses((status = 200, description = "`Version:`, `Commit:` and `Build Time:` lines", body = String, content_type = "text/plain")))]
 pub async fn version() -> String {
     format!(
         "Version: {}\nCommit: {}\nBuild Time: {}\n",
@@ -16,16 +19,25 @@ pub async fn version() -> String {
 }
 
 /// `llama-server --help`.
+#[utoipa::path(get, path = "/api/v1/server/help", tag = "System",
+    responses((status = 200, description = "What `llama-server --help` printed", body = String, content_type = "text/plain"),
+        (status = 500, description = "The backend could not be run", body = ErrorBody)))]
 pub async fn help(State(state): State<AppState>) -> Result<String> {
     run_backend(&state, "--help").await
 }
 
 /// `llama-server --version`.
+#[utoipa::path(get, path = "/api/v1/server/version", tag = "System",
+    responses((status = 200, description = "What `llama-server --version` printed", body = String, content_type = "text/plain"),
+        (status = 500, description = "The backend could not be run", body = ErrorBody)))]
 pub async fn backend_version(State(state): State<AppState>) -> Result<String> {
     run_backend(&state, "--version").await
 }
 
 /// `llama-server --list-devices`.
+#[utoipa::path(get, path = "/api/v1/server/devices", tag = "System",
+    responses((status = 200, description = "What `llama-server --list-devices` printed", body = String, content_type = "text/plain"),
+        (status = 500, description = "The backend could not be run", body = ErrorBody)))]
 pub async fn devices(State(state): State<AppState>) -> Result<String> {
     run_backend(&state, "--list-devices").await
 }

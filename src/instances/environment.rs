@@ -60,9 +60,28 @@ pub fn check_variable(name: &str, operator_sets: impl Fn(&str) -> bool) -> Resul
     Ok(())
 }
 
+/// Checks a value: an environment entry cannot hold a NUL byte, so one would make every start fail.
+pub fn check_value(name: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::BadRequest(format!(
+            "environment: the value of '{name}' contains a NUL byte"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_with_a_nul_byte_are_refused() {
+        assert!(check_value("TZ", "UTC").is_ok());
+        assert!(matches!(
+            check_value("TZ", "U\0TC"),
+            Err(Error::BadRequest(_))
+        ));
+    }
 
     fn check(name: &str) -> Result<()> {
         check_variable(name, |n| n == "CUDA_VISIBLE_DEVICES")

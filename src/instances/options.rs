@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 use std::path::{Component, Path};
 
 /// Options llamactl sets itself.
-const RESERVED: &[&str] = &["host", "port"];
+pub(crate) const RESERVED: &[&str] = &["host", "port"];
 
 /// Options refused outright, each with the reason shown to the caller.
-const REFUSED: &[(&str, &str)] = &[
+pub(crate) const REFUSED: &[(&str, &str)] = &[
     (
         "log_file",
         "it writes a file anywhere; llamactl already keeps the log (GET .../logs)",
@@ -56,7 +56,8 @@ const REFUSED: &[(&str, &str)] = &[
 ];
 
 /// Download options that write to the file named by their partner option when both are given.
-const DOWNLOAD_TARGETS: &[(&str, &str)] = &[("model_url", "model"), ("mmproj_url", "mmproj")];
+pub(crate) const DOWNLOAD_TARGETS: &[(&str, &str)] =
+    &[("model_url", "model"), ("mmproj_url", "mmproj")];
 
 /// The option whose value is confined to the instance's slot directory.
 pub const SLOT_SAVE_PATH: &str = "slot_save_path";

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Which inference server runs the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendType {
     /// llama.cpp's `llama-server`.
@@ -32,11 +32,12 @@ impl BackendType {
 }
 
 /// The stored definition of an instance.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceSpec {
     /// The backend kind.
     pub backend_type: BackendType,
     /// Options passed to the backend as flags, in the order given.
+    #[schema(value_type = Object)]
     pub backend_options: Map<String, Value>,
     /// Restart after a crash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +56,7 @@ pub struct InstanceSpec {
     pub on_demand_after_stop: Option<bool>,
     /// Minutes without requests before the instance is stopped; 0 = never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, minimum = 0)]
     pub idle_timeout: Option<Minutes>,
     /// Extra environment for the child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,8 +115,9 @@ impl InstanceSpec {
                 )));
             }
         }
-        for name in self.environment.iter().flatten().map(|(name, _)| name) {
+        for (name, value) in self.environment.iter().flatten() {
             environment::check_variable(name, |n| operator_env.contains_key(n))?;
+            environment::check_value(name, value)?;
         }
         Ok(())
     }
@@ -281,10 +284,22 @@ fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<Opti
     if value.is_null() {
         return Ok(None);
     }
+    // JSON has one number type: `3.0` is the integer 3 (as JSON Schema says), though serde's
+    // integer types refuse it.
+    let value = match value.as_f64() {
+        Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => json_integer(f),
+        _ => value,
+    };
     let shown = value.to_string();
     serde_json::from_value(value)
         .map(Some)
         .map_err(|e| Error::BadRequest(format!("invalid value {shown} for '{key}': {e}")))
+}
+
+/// An integral float as a JSON integer (the caller checked it is one, and exactly representable).
+fn json_integer(f: f64) -> Value {
+    // `as` is exact here: |f| < 2^53 and f has no fraction.
+    Value::from(f as i64)
 }
 
 pub(super) fn type_name(value: &Value) -> &'static str {
@@ -312,6 +327,16 @@ mod tests {
 
     fn defaults() -> InstancesConfig {
         InstancesConfig::default()
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let spec = SpecPatch::from_body(body(json!({"max_restarts": 3.0, "restart_delay": 5.0})))
+            .unwrap()
+            .into_new_spec()
+            .unwrap();
+        assert_eq!((spec.max_restarts, spec.restart_delay), (Some(3), Some(5)));
+        assert!(SpecPatch::from_body(body(json!({"max_restarts": 3.5}))).is_err());
     }
 
     #[test]

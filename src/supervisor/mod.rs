@@ -62,7 +62,7 @@ pub(crate) struct Shared {
 }
 
 /// An instance as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     /// Unique name.
     pub name: String,
@@ -340,9 +340,23 @@ impl Supervisor {
     ) -> Result<InstanceView> {
         let inst = self.instance(name)?;
         let patch = SpecPatch::from_body(body)?;
+        // A change that is valid on its own but not with what is stored (`mmproj_url` sent to an
+        // instance that has `mmproj`) conflicts with the instance's state: 409, not 400.
+        let valid_alone = patch
+            .clone()
+            .into_new_spec()
+            .and_then(|alone| self.validate(&alone))
+            .is_ok();
         let mut spec = inst.spec();
         spec.apply(patch)?;
-        self.validate(&spec)?;
+        match self.validate(&spec) {
+            Err(Error::BadRequest(why)) if valid_alone => {
+                return Err(Error::Conflict(format!(
+                    "{why} (together with the stored definition)"
+                )))
+            }
+            other => other?,
+        }
         self.check_port_free(name, &spec)?;
         let spec_json = to_json(&spec)?;
         let shown_json = to_json(&spec.redacted())?;
