@@ -3,10 +3,10 @@
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
 use crate::config::{Config, ServerConfig};
-use crate::connection::Limits;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::files;
+use crate::http::connection::Limits;
 use crate::http::{self, AppState};
 use crate::supervisor::{logs, Supervisor};
 use std::fs::File;
@@ -88,13 +88,9 @@ impl Application {
                 "backends.llama-cpp.command: {why}; no instance can start until it is fixed"
             );
         }
-        let http_client = crate::proxy::client();
-        let supervisor = Supervisor::new(
-            cfg.clone(),
-            db.clone(),
-            http_client.clone(),
-            backend.clone(),
-        )?;
+        let upstream = crate::upstream::Pool::default();
+        let supervisor =
+            Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
         supervisor.restore().await?;
         let state = AppState {
             cfg,
@@ -102,7 +98,7 @@ impl Application {
             supervisor,
             auth,
             db,
-            http: http_client,
+            upstream,
         };
         Ok(Application {
             listener,
@@ -132,10 +128,10 @@ impl Application {
         let upkeep = auth.spawn_upkeep();
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut server = tokio::spawn(crate::workers::serve(
+        let mut server = tokio::spawn(crate::http::serve::serve(
             self.listener,
             service,
-            crate::workers::default_count(),
+            crate::http::serve::default_count(),
             self.limits,
             stop_rx,
         ));
@@ -171,7 +167,7 @@ impl Application {
 /// Raises the open-file limit as far as allowed (each client connection takes a descriptor) and
 /// sets the connection limits from it.
 fn connection_limits(cfg: &ServerConfig) -> Limits {
-    let open_files = match crate::connection::open_files::raise() {
+    let open_files = match crate::http::connection::open_files::raise() {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the open-file limit");

@@ -159,7 +159,7 @@ impl From<JsonRejection> for Error {
 
 impl From<BytesRejection> for Error {
     fn from(rejection: BytesRejection) -> Self {
-        if crate::connection::body_stalled(&rejection) {
+        if crate::http::connection::body_stalled(&rejection) {
             return Error::body_stalled();
         }
         match rejection.status() {

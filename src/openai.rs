@@ -6,8 +6,8 @@
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::proxy::{self, HttpClient};
 use crate::supervisor::Supervisor;
+use crate::upstream::{self, Pool};
 use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{header, Request, Response};
@@ -101,7 +101,7 @@ async fn routed_model(body: &Bytes) -> Result<String> {
 /// A key limited to other instances gets 403 before anything is looked up.
 pub async fn forward(
     supervisor: &Supervisor,
-    http: &HttpClient,
+    http: &Pool,
     caller: &Caller,
     mut parts: Parts,
     body: Bytes,
@@ -124,8 +124,8 @@ pub async fn forward(
     // The body is complete already; a backend must not wait to invite it.
     parts.headers.remove(header::EXPECT);
     let req = Request::from_parts(parts, Body::from(body));
-    let resp = proxy::forward(http, port, target, req).await?;
-    Ok(proxy::hold_while_sending(resp, in_flight))
+    let resp = upstream::forward(http, port, target, req).await?;
+    Ok(upstream::hold_while_sending(resp, in_flight))
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! how the API shows one (never with its secret, except once at creation).
 
 use crate::db::keys::KeyRow;
+use crate::definitions::name;
 use crate::error::{Error, Result};
-use crate::instances::name;
 use crate::timestamp::When;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -4,8 +4,8 @@
 use super::extract::{Path, Query};
 use super::AppState;
 use crate::db::history::{Event, HistoryFilter, HistoryRow};
+use crate::definitions::name;
 use crate::error::{Error, Result};
-use crate::instances::name;
 use crate::timestamp;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};

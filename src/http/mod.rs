@@ -1,6 +1,7 @@
 //! The HTTP layer: shared state, the router, and one file per route group.
 
 mod browser;
+pub mod connection;
 mod extract;
 mod guard;
 mod history;
@@ -9,6 +10,7 @@ mod keys;
 mod openai;
 pub mod openapi;
 mod proxy;
+pub mod serve;
 mod system;
 
 use crate::auth::Auth;
@@ -16,8 +18,8 @@ use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
-use crate::proxy::HttpClient;
 use crate::supervisor::Supervisor;
+use crate::upstream::Pool;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
 use axum::routing::{get, post};
@@ -45,7 +47,7 @@ pub struct AppState {
     /// The database, for reading history.
     pub db: Db,
     /// Pooled client for backends.
-    pub http: HttpClient,
+    pub upstream: Pool,
 }
 
 /// The router for every route but the instance proxy's (see [`service`]).

@@ -26,5 +26,5 @@ pub async fn forward(
     parts: Parts,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response<Body>> {
-    openai::forward(&state.supervisor, &state.http, &caller, parts, body?).await
+    openai::forward(&state.supervisor, &state.upstream, &caller, parts, body?).await
 }

@@ -11,8 +11,8 @@
 
 use super::{guard, AppState};
 use crate::auth::{Caller, Scope};
+use crate::definitions::name;
 use crate::error::{Error, Result};
-use crate::instances::name;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Response;
@@ -72,8 +72,8 @@ async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<R
         target.push('?');
         target.push_str(query);
     }
-    let resp = crate::proxy::forward(&state.http, port, target, req).await?;
-    Ok(crate::proxy::hold_while_sending(resp, in_flight))
+    let resp = crate::upstream::forward(&state.upstream, port, target, req).await?;
+    Ok(crate::upstream::hold_while_sending(resp, in_flight))
 }
 
 /// What a caller who is not an operator may reach through the proxy: (method, path) with `*` for

@@ -2,13 +2,13 @@
 //! it in order, so an instance can never run twice and no transition races another.
 
 use super::child::{ChildProc, Exit};
-use super::instance::Instance;
+use super::handle::Handle;
 use super::spawner::SpawnSpec;
 use super::state::Status;
 use super::{health, logs, process, Shared};
 use crate::backends::llama_cpp;
 use crate::db::history::{self, Event};
-use crate::instances::options;
+use crate::definitions::options;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,8 +52,8 @@ pub enum Command {
     },
 }
 
-struct Actor {
-    inst: Arc<Instance>,
+struct InstanceActor {
+    inst: Arc<Handle>,
     shared: Arc<Shared>,
     child: Option<ChildProc>,
     probe: Option<JoinHandle<()>>,
@@ -70,12 +70,12 @@ struct Actor {
 
 /// Runs an instance's actor until it is shut down.
 pub async fn run(
-    inst: Arc<Instance>,
+    inst: Arc<Handle>,
     shared: Arc<Shared>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    let mut actor = Actor {
+    let mut actor = InstanceActor {
         inst,
         shared,
         child: None,
@@ -124,7 +124,7 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-impl Actor {
+impl InstanceActor {
     fn status(&self) -> Status {
         self.inst.snapshot().status
     }
@@ -303,7 +303,7 @@ impl Actor {
         }
         self.generation += 1;
         self.probe = Some(tokio::spawn(health::probe_until_ready(
-            self.shared.http.clone(),
+            self.shared.upstream.clone(),
             port,
             self.generation,
             self.ready_tx.clone(),

@@ -1,6 +1,6 @@
 //! Polls a starting backend's `/health` until it answers 200.
 
-use crate::proxy::{self, HttpClient};
+use crate::upstream::{self, Pool};
 use hyper::StatusCode;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ fn next_delay(starting_for: Duration) -> Duration {
 
 /// Polls `/health` until it answers 200, then sends `generation`.
 pub async fn probe_until_ready(
-    client: HttpClient,
+    client: Pool,
     port: u16,
     generation: u64,
     ready: mpsc::UnboundedSender<u64>,
@@ -33,11 +33,11 @@ pub async fn probe_until_ready(
     }
 }
 
-async fn is_healthy(client: &HttpClient, port: u16) -> bool {
+async fn is_healthy(client: &Pool, port: u16) -> bool {
     matches!(
         tokio::time::timeout(
             Duration::from_secs(2),
-            proxy::get_status(client, port, "/health")
+            upstream::get_status(client, port, "/health")
         )
         .await,
         Ok(Ok(StatusCode::OK))

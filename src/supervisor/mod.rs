@@ -9,9 +9,9 @@
 mod actor;
 mod child;
 mod evict;
+mod handle;
 mod health;
 mod idle;
-mod instance;
 pub mod logs;
 mod on_demand;
 pub mod ports;
@@ -20,7 +20,7 @@ pub mod spawner;
 pub mod state;
 mod usage;
 
-pub use instance::Instance;
+pub use handle::Handle;
 pub use state::{RuntimeState, Status};
 pub use usage::InFlight;
 
@@ -30,9 +30,9 @@ pub use crate::db::history::Actor;
 use crate::db::history::Event;
 use crate::db::instances::{Desired, InstanceRow};
 use crate::db::Db;
+use crate::definitions::{name, InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
-use crate::instances::{name, InstanceSpec, SpecPatch};
-use crate::proxy::HttpClient;
+use crate::upstream::Pool;
 use ports::Ports;
 use serde::Serialize;
 use spawner::Spawner;
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     db: Db,
     ports: Ports,
     spawner: Spawner,
-    http: HttpClient,
+    upstream: Pool,
     /// The backend's program and base environment, resolved at startup.
     backend: Arc<BackendCommand>,
     logs_dir: PathBuf,
@@ -85,7 +85,7 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
-    fn of(inst: &Instance) -> Self {
+    fn of(inst: &Handle) -> Self {
         let state = inst.snapshot();
         let options = inst.spec().redacted();
         InstanceView {
@@ -105,7 +105,7 @@ impl InstanceView {
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     shared: Arc<Shared>,
-    instances: Arc<RwLock<BTreeMap<String, Arc<Instance>>>>,
+    instances: Arc<RwLock<BTreeMap<String, Arc<Handle>>>>,
     /// Serialises admission (create, delete, start, eviction, idle stop) so limits hold under
     /// concurrency.
     gate: Arc<tokio::sync::Mutex<()>>,
@@ -118,7 +118,7 @@ impl Supervisor {
     pub fn new(
         cfg: Arc<Config>,
         db: Db,
-        http: HttpClient,
+        upstream: Pool,
         backend: Arc<BackendCommand>,
     ) -> Result<Self> {
         let shared = Shared {
@@ -130,7 +130,7 @@ impl Supervisor {
             boot_id: process::boot_id(),
             cfg,
             db,
-            http,
+            upstream,
             idle_wake: Notify::new(),
         };
         Ok(Supervisor {
@@ -208,19 +208,19 @@ impl Supervisor {
         created: i64,
         spec: InstanceSpec,
         desired: Desired,
-    ) -> Arc<Instance> {
-        let (inst, commands) = Instance::new(name.clone(), created, spec, desired);
+    ) -> Arc<Handle> {
+        let (inst, commands) = Handle::new(name.clone(), created, spec, desired);
         let inst = Arc::new(inst);
         tokio::spawn(actor::run(inst.clone(), self.shared.clone(), commands));
         self.write_map().insert(name, inst.clone());
         inst
     }
 
-    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Instance>>> {
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Handle>>> {
         self.instances.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Instance>>> {
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Handle>>> {
         self.instances.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -236,14 +236,14 @@ impl Supervisor {
     }
 
     /// Records whether `inst` should run, in the database and then in memory.
-    async fn set_desired(&self, inst: &Instance, desired: Desired) -> Result<()> {
+    async fn set_desired(&self, inst: &Handle, desired: Desired) -> Result<()> {
         self.shared.db.set_desired(&inst.name, desired).await?;
         inst.set_desired(desired);
         Ok(())
     }
 
     /// The instance of that name.
-    pub fn instance(&self, name: &str) -> Result<Arc<Instance>> {
+    pub fn instance(&self, name: &str) -> Result<Arc<Handle>> {
         self.read_map()
             .get(name)
             .cloned()
@@ -443,7 +443,7 @@ impl Supervisor {
         {
             task.abort();
         }
-        let all: Vec<Arc<Instance>> = self.read_map().values().cloned().collect();
+        let all: Vec<Arc<Handle>> = self.read_map().values().cloned().collect();
         let stops = all.iter().map(|inst| inst.shutdown());
         futures_util::future::join_all(stops).await;
     }

@@ -4,15 +4,15 @@ use super::actor::Command;
 use super::state::{RuntimeState, Status};
 use super::usage::{InFlight, Usage};
 use crate::db::instances::Desired;
-use crate::instances::InstanceSpec;
+use crate::definitions::InstanceSpec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// One instance as the supervisor holds it.
+/// A running instance as the supervisor holds it: definition, runtime state, its actor's channel.
 #[derive(Debug)]
-pub struct Instance {
+pub struct Handle {
     /// Unique name.
     pub name: String,
     /// Unix seconds.
@@ -31,7 +31,7 @@ pub struct Instance {
 /// Why a command could not be delivered.
 const GONE: &str = "instance is being removed or the server is shutting down";
 
-impl Instance {
+impl Handle {
     /// A handle and the receiving end its actor will own.
     pub(super) fn new(
         name: String,
@@ -41,7 +41,7 @@ impl Instance {
     ) -> (Self, mpsc::UnboundedReceiver<Command>) {
         let (cmd, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(RuntimeState::default());
-        let inst = Instance {
+        let inst = Handle {
             name,
             created,
             spec: RwLock::new(spec),

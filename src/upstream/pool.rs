@@ -85,7 +85,7 @@ fn reusable_for(headers: &hyper::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// Idle connections by backend port and HTTP worker (see `crate::workers`): a connection's
+/// Idle connections by backend port and HTTP worker (see `crate::http::serve`): a connection's
 /// driver runs on the worker that opened it, so it is reused there only.
 type Key = (u16, usize);
 
@@ -111,7 +111,7 @@ impl Pool {
     /// body streams; its connection returns to the pool when the body has been read to the end.
     pub async fn send(&self, port: u16, req: Request<Body>) -> Result<Response<Body>, SendError> {
         // Computed once: the connection comes from, and goes back to, this worker's list.
-        let key = (port, crate::workers::current());
+        let key = (port, crate::http::serve::current());
         let mut conn = self.checkout(key).await?;
         let resp = match conn.try_send_request(req).await {
             Ok(resp) => resp,

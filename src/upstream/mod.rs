@@ -15,14 +15,6 @@ use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The HTTP client used for backends.
-pub type HttpClient = Pool;
-
-/// A pooled client with keep-alive to backends.
-pub fn client() -> HttpClient {
-    Pool::default()
-}
-
 /// The `Host` a backend on `port` is addressed as.
 fn host(port: u16) -> HeaderValue {
     HeaderValue::from_str(&format!("127.0.0.1:{port}"))
@@ -32,7 +24,7 @@ fn host(port: u16) -> HeaderValue {
 /// `GET path` on the backend at `port`: the status, after reading the (small) body so the
 /// connection can be reused.
 pub async fn get_status(
-    client: &HttpClient,
+    client: &Pool,
     port: u16,
     path: &str,
 ) -> std::result::Result<StatusCode, SendError> {
@@ -79,7 +71,7 @@ fn strip_hop_headers(headers: &mut HeaderMap) {
 /// Sends `req` to `http://127.0.0.1:<port><path_and_query>` and returns the streaming response.
 /// (`path_and_query` is taken by value: the URI then keeps its buffer instead of copying it.)
 pub async fn forward(
-    client: &HttpClient,
+    client: &Pool,
     port: u16,
     path_and_query: String,
     req: Request<Body>,
@@ -96,7 +88,7 @@ pub async fn forward(
         .send(port, Request::from_parts(parts, body))
         .await
         .map_err(|e| {
-            if crate::connection::body_stalled(&e) {
+            if crate::http::connection::body_stalled(&e) {
                 Error::body_stalled()
             } else {
                 Error::BadGateway(format!("backend on port {port} did not answer: {e}"))
