@@ -11,7 +11,6 @@ pub mod definitions;
 pub mod error;
 pub mod files;
 pub mod http;
-pub mod openai;
 pub mod supervisor;
 pub mod timestamp;
 pub mod upstream;

@@ -3,8 +3,10 @@
 mod browser;
 pub mod connection;
 mod extract;
+mod forward;
 mod guard;
 mod history;
+mod holding;
 mod instances;
 mod keys;
 mod openai;
@@ -22,7 +24,7 @@ use crate::supervisor::Supervisor;
 use crate::upstream::Pool;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{middleware, Router};
 use browser::{BrowserGuard, BrowserGuardLayer};
 use proxy::ProxyFirst;
@@ -50,7 +52,8 @@ pub struct AppState {
     pub upstream: Pool,
 }
 
-/// The router for every route but the instance proxy's (see [`service`]).
+/// The router: every route. The instance proxy's are answered by [`ProxyFirst`] before the router
+/// is reached (see [`service`]), with the same function.
 pub fn router(state: AppState) -> Router {
     let management = Router::new()
         .route("/api/v1/version", get(system::version))
@@ -86,15 +89,21 @@ pub fn router(state: AppState) -> Router {
     let inference = Router::new()
         .route("/v1/models", get(openai::models))
         .route("/v1/{*rest}", post(openai::forward))
-        .layer(DefaultBodyLimit::max(crate::openai::BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(forward::BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard::inference,
         ));
 
+    // The proxy checks keys itself (see `proxy.rs`), and streams bodies without a limit.
+    let instance_proxy = Router::new()
+        .route("/api/v1/instances/{name}/proxy", any(proxy::route))
+        .route("/api/v1/instances/{name}/proxy/{*rest}", any(proxy::route));
+
     let swagger = state.cfg.server.enable_swagger;
     let app = management
         .merge(inference)
+        .merge(instance_proxy)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);

@@ -1,7 +1,6 @@
 //! Polls a starting backend's `/health` until it answers 200.
 
 use crate::upstream::{self, Pool};
-use hyper::StatusCode;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -25,23 +24,12 @@ pub async fn probe_until_ready(
 ) {
     let started = Instant::now();
     loop {
-        if is_healthy(&client, port).await {
+        if upstream::is_healthy(&client, port).await {
             let _ = ready.send(generation);
             return;
         }
         tokio::time::sleep(next_delay(started.elapsed())).await;
     }
-}
-
-async fn is_healthy(client: &Pool, port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            upstream::get_status(client, port, "/health")
-        )
-        .await,
-        Ok(Ok(StatusCode::OK))
-    )
 }
 
 #[cfg(test)]

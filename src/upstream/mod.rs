@@ -7,13 +7,14 @@ mod pool;
 
 pub use pool::{Pool, SendError};
 
-use crate::error::{Error, Result};
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, SizeHint};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Which pool lane a caller uses: the HTTP worker thread it runs on (1-based), or 0 for the main
+/// runtime. A connection's driver runs on the runtime that opened it, so it is reused there only.
+pub type Lane = usize;
 
 /// The `Host` a backend on `port` is addressed as.
 fn host(port: u16) -> HeaderValue {
@@ -21,24 +22,28 @@ fn host(port: u16) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("127.0.0.1"))
 }
 
-/// `GET path` on the backend at `port`: the status, after reading the (small) body so the
-/// connection can be reused.
-pub async fn get_status(
-    client: &Pool,
-    port: u16,
-    path: &str,
-) -> std::result::Result<StatusCode, SendError> {
-    let req = Request::get(path)
+/// How long a health probe may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// True if the backend at `port` answers `GET /health` with 200 in time (from the main runtime).
+pub async fn is_healthy(pool: &Pool, port: u16) -> bool {
+    let Ok(req) = Request::get("/health")
         .header(header::HOST, host(port))
         .body(Body::empty())
-        .map_err(|e| SendError::Connect {
-            port,
-            reason: e.to_string(),
-        })?;
-    let resp = client.send(port, req).await?;
-    let status = resp.status();
-    let _ = resp.into_body().collect().await;
-    Ok(status)
+    else {
+        return false;
+    };
+    let probe = async {
+        let resp = pool.send(0, port, req).await?;
+        let status = resp.status();
+        // Read to the end, so the connection can be reused.
+        let _ = resp.into_body().collect().await;
+        Ok::<_, SendError>(status)
+    };
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, probe).await,
+        Ok(Ok(StatusCode::OK))
+    )
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the caller's credentials.
@@ -68,82 +73,29 @@ fn strip_hop_headers(headers: &mut HeaderMap) {
     headers.remove("keep-alive");
 }
 
-/// Sends `req` to `http://127.0.0.1:<port><path_and_query>` and returns the streaming response.
+/// Sends `req` to `http://127.0.0.1:<port><path_and_query>` over `lane`'s connections and returns
+/// the streaming response, without the hop-by-hop headers and the caller's credentials.
 /// (`path_and_query` is taken by value: the URI then keeps its buffer instead of copying it.)
 pub async fn forward(
-    client: &Pool,
+    pool: &Pool,
+    lane: Lane,
     port: u16,
     path_and_query: String,
     req: Request<Body>,
-) -> Result<Response<Body>> {
+) -> Result<Response<Body>, SendError> {
     let (mut parts, body) = req.into_parts();
-    parts.uri = Uri::try_from(path_and_query)
-        .map_err(|e| Error::BadRequest(format!("invalid path: {e}")))?;
+    parts.uri = Uri::try_from(path_and_query).map_err(|e| SendError::Target(e.to_string()))?;
     strip_hop_headers(&mut parts.headers);
     parts.headers.remove(header::AUTHORIZATION);
     parts.headers.remove("x-api-key");
     parts.headers.insert(header::HOST, host(port));
     parts.version = axum::http::Version::HTTP_11;
-    let upstream = client
-        .send(port, Request::from_parts(parts, body))
-        .await
-        .map_err(|e| {
-            if crate::http::connection::body_stalled(&e) {
-                Error::body_stalled()
-            } else {
-                Error::BadGateway(format!("backend on port {port} did not answer: {e}"))
-            }
-        })?;
+    let upstream = pool
+        .send(lane, port, Request::from_parts(parts, body))
+        .await?;
     let (mut parts, body) = upstream.into_parts();
     strip_hop_headers(&mut parts.headers);
     Ok(Response::from_parts(parts, body))
-}
-
-/// Keeps `token` alive while `resp`'s body is being sent: until its last frame, or until it is
-/// dropped (the client went away). Size hints pass through, so a `Content-Length` stays one.
-pub fn hold_while_sending<T>(resp: Response<Body>, token: T) -> Response<Body>
-where
-    T: Send + Unpin + 'static,
-{
-    resp.map(|inner| Body::new(Holding::new(inner, Some(token))))
-}
-
-/// A body that drops its token at its end (its last frame or an error), or when it is dropped.
-pub(crate) struct Holding<T> {
-    inner: Body,
-    token: Option<T>,
-}
-
-impl<T> Holding<T> {
-    /// `inner`, holding `token` (if any) until its end.
-    pub(crate) fn new(inner: Body, token: Option<T>) -> Self {
-        Holding { inner, token }
-    }
-}
-
-impl<T: Unpin> HttpBody for Holding<T> {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.token = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]
@@ -171,25 +123,5 @@ mod tests {
         strip_hop_headers(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::CONTENT_TYPE));
-    }
-
-    #[tokio::test]
-    async fn the_token_lives_until_the_body_is_read_or_dropped() {
-        use http_body_util::BodyExt;
-        let token = std::sync::Arc::new(());
-        let resp = hold_while_sending(Response::new(Body::from("abc")), token.clone());
-        assert_eq!(resp.body().size_hint().exact(), Some(3));
-        assert_eq!(std::sync::Arc::strong_count(&token), 2, "held while unsent");
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&bytes[..], b"abc");
-        assert_eq!(
-            std::sync::Arc::strong_count(&token),
-            1,
-            "released at the end"
-        );
-
-        let resp = hold_while_sending(Response::new(Body::from("abc")), token.clone());
-        drop(resp);
-        assert_eq!(std::sync::Arc::strong_count(&token), 1, "released on drop");
     }
 }
