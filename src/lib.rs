@@ -2,6 +2,7 @@
 //! `llama-server`) behind one REST API, with definitions, keys and history in SQLite.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backends;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod definitions;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod names;
 pub mod supervisor;
 pub mod timestamp;
 pub mod upstream;

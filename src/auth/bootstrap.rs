@@ -8,7 +8,7 @@
 
 use super::model::{KeyKind, KeyScope, NewKey};
 use super::store::KeyStore;
-use crate::db::history::Actor;
+use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::files;
 use std::io::Write;

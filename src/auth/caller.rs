@@ -1,7 +1,7 @@
 //! Who made a request (for the history) and which instances they may reach (for routing).
 
 use super::model::{KeyKind, KeyScope};
-use crate::db::history::Actor;
+use crate::audit::Actor;
 use crate::error::{Error, Result};
 use std::net::IpAddr;
 

@@ -3,7 +3,8 @@
 
 use super::extract::{Path, Query};
 use super::AppState;
-use crate::db::history::{Event, HistoryFilter, HistoryRow};
+use crate::audit::Event;
+use crate::db::history::{HistoryFilter, HistoryRow};
 use crate::definitions::name;
 use crate::error::{Error, Result};
 use crate::timestamp;
@@ -131,13 +132,10 @@ impl HistoryQuery {
         }
         let event = match self.event.as_deref() {
             None => None,
-            Some(text) => Some(Event::parse(text).ok_or_else(|| {
-                let known: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-                Error::BadRequest(format!(
-                    "unknown event '{text}' (known: {})",
-                    known.join(", ")
-                ))
-            })?),
+            Some(text) => Some(
+                crate::names::parse::<Event>(text)
+                    .map_err(|e| Error::BadRequest(format!("unknown event '{text}': {e}")))?,
+            ),
         };
         let before_id = match self.cursor.as_deref() {
             None => None,

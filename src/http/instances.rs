@@ -3,17 +3,60 @@
 use super::extract::{Json, Path, Query};
 use super::AppState;
 use crate::auth::Caller;
+use crate::definitions::{InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
-use crate::supervisor::InstanceView;
+use crate::supervisor::{Handle, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    /// Unique name.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Unix seconds.
+    pub created: i64,
+    /// Port of the running backend, or the fixed port of a stopped one.
+    pub port: Option<u16>,
+    /// PID of the backend process, while there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The definition, with secret-looking values hidden.
+    pub options: InstanceSpec,
+    /// Restarts in a row after crashes.
+    pub restarts: u32,
+    /// Why the last start or run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl InstanceView {
+    /// The view of a running instance's handle.
+    pub fn of(inst: &Handle) -> Self {
+        let state = inst.snapshot();
+        let options = inst.spec().redacted();
+        InstanceView {
+            name: inst.name.clone(),
+            status: state.status,
+            created: inst.created,
+            port: state.port.or(options.port),
+            pid: state.pid,
+            options,
+            restarts: state.restarts,
+            last_error: state.last_error,
+        }
+    }
+}
 
 /// All instances.
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<InstanceView>> {
-    axum::Json(state.supervisor.list())
+    let all = state.supervisor.list();
+    axum::Json(all.iter().map(|inst| InstanceView::of(inst)).collect())
 }
 
 /// One instance.
@@ -21,7 +64,8 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(state.supervisor.get(&name)?))
+    let inst = state.supervisor.instance(&name)?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Creates and starts an instance: 201.
@@ -31,8 +75,9 @@ pub async fn create(
     Path(name): Path<String>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<(StatusCode, axum::Json<InstanceView>)> {
-    let view = state.supervisor.create(&name, body, &caller.actor).await?;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    let patch = SpecPatch::from_body(body)?;
+    let inst = state.supervisor.create(&name, patch, &caller.actor).await?;
+    Ok((StatusCode::CREATED, axum::Json(InstanceView::of(&inst))))
 }
 
 /// Changes an instance's definition.
@@ -42,9 +87,9 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.update(&name, body, &caller.actor).await?,
-    ))
+    let patch = SpecPatch::from_body(body)?;
+    let inst = state.supervisor.update(&name, patch, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Stops and removes an instance: 204.
@@ -63,9 +108,8 @@ pub async fn start(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.start(&name, &caller.actor).await?,
-    ))
+    let inst = state.supervisor.start(&name, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Stops an instance.
@@ -74,9 +118,8 @@ pub async fn stop(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.stop(&name, &caller.actor).await?,
-    ))
+    let inst = state.supervisor.stop(&name, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Restarts an instance.
@@ -85,9 +128,8 @@ pub async fn restart(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.restart(&name, &caller.actor).await?,
-    ))
+    let inst = state.supervisor.restart(&name, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// `?lines=N`: the last N lines; absent or -1 means all.

@@ -44,7 +44,7 @@ pub async fn models(
     let data = instances
         .into_iter()
         .map(|inst| Model {
-            id: inst.name,
+            id: inst.name.clone(),
             object: "model",
             created: inst.created,
             owned_by: "llamactl",

@@ -6,8 +6,8 @@ use super::handle::Handle;
 use super::spawner::SpawnSpec;
 use super::state::Status;
 use super::{health, logs, process, Shared};
+use crate::audit::{Actor, Event};
 use crate::backends::llama_cpp;
-use crate::db::history::{self, Event};
 use crate::definitions::options;
 use std::io::Write;
 use std::sync::Arc;
@@ -133,12 +133,7 @@ impl InstanceActor {
         if let Err(e) = self
             .shared
             .db
-            .record(
-                Some(&self.inst.name),
-                event,
-                &history::Actor::system(),
-                detail,
-            )
+            .record(Some(&self.inst.name), event, &Actor::system(), detail)
             .await
         {
             tracing::error!(instance = %self.inst.name, error = %e, "could not record history");

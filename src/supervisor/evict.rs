@@ -1,8 +1,9 @@
 //! Admission at `max_running_instances`: refuse with 409, or (with `enable_lru_eviction`) stop the
 //! least recently used instance that has no request in flight.
 
-use super::{Actor, Handle, Supervisor};
-use crate::db::history::Event;
+use super::{Handle, Supervisor};
+use crate::audit::Actor;
+use crate::audit::Event;
 use crate::db::instances::Desired;
 use crate::error::{Error, Result};
 use std::sync::Arc;

@@ -4,8 +4,9 @@
 //! polling on a fixed interval: stops happen on time even for short timeouts, and nothing wakes up
 //! when no instance has one. It is woken early when an instance becomes ready or is redefined.
 
-use super::{Actor, Handle, Status, Supervisor};
-use crate::db::history::Event;
+use super::{Handle, Status, Supervisor};
+use crate::audit::Actor;
+use crate::audit::Event;
 use crate::db::instances::Desired;
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,17 +24,15 @@ pub use handle::Handle;
 pub use state::{RuntimeState, Status};
 pub use usage::InFlight;
 
+use crate::audit::{Actor, Event};
 use crate::backends::BackendCommand;
 use crate::config::Config;
-pub use crate::db::history::Actor;
-use crate::db::history::Event;
 use crate::db::instances::{Desired, InstanceRow};
 use crate::db::Db;
 use crate::definitions::{name, InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
 use crate::upstream::Pool;
 use ports::Ports;
-use serde::Serialize;
 use spawner::Spawner;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,46 +57,6 @@ pub(crate) struct Shared {
     boot_id: String,
     /// Wakes the idle watcher: an instance became ready or was redefined.
     idle_wake: Notify,
-}
-
-/// An instance as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct InstanceView {
-    /// Unique name.
-    pub name: String,
-    /// Lifecycle status.
-    pub status: Status,
-    /// Unix seconds.
-    pub created: i64,
-    /// Port of the running backend, or the fixed port of a stopped one.
-    pub port: Option<u16>,
-    /// PID of the backend process, while there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// The definition, with secret-looking values hidden.
-    pub options: InstanceSpec,
-    /// Restarts in a row after crashes.
-    pub restarts: u32,
-    /// Why the last start or run failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-impl InstanceView {
-    fn of(inst: &Handle) -> Self {
-        let state = inst.snapshot();
-        let options = inst.spec().redacted();
-        InstanceView {
-            name: inst.name.clone(),
-            status: state.status,
-            created: inst.created,
-            port: state.port.or(options.port),
-            pid: state.pid,
-            options,
-            restarts: state.restarts,
-            last_error: state.last_error,
-        }
-    }
 }
 
 /// The supervisor; cheap to clone.
@@ -251,17 +209,8 @@ impl Supervisor {
     }
 
     /// Every instance, by name.
-    pub fn list(&self) -> Vec<InstanceView> {
-        self.read_map()
-            .values()
-            .map(|i| InstanceView::of(i))
-            .collect()
-    }
-
-    /// One instance.
-    pub fn get(&self, name: &str) -> Result<InstanceView> {
-        let inst = self.instance(name)?;
-        Ok(InstanceView::of(&inst))
+    pub fn list(&self) -> Vec<Arc<Handle>> {
+        self.read_map().values().cloned().collect()
     }
 
     /// Checks a definition against the limits and the operator's backend environment.
@@ -289,14 +238,9 @@ impl Supervisor {
     }
 
     /// Validates, stores and starts a new instance.
-    pub async fn create(
-        &self,
-        name: &str,
-        body: serde_json::Map<String, serde_json::Value>,
-        actor: &Actor,
-    ) -> Result<InstanceView> {
+    pub async fn create(&self, name: &str, patch: SpecPatch, actor: &Actor) -> Result<Arc<Handle>> {
         name::validate(name)?;
-        let spec = SpecPatch::from_body(body)?.into_new_spec()?;
+        let spec = patch.into_new_spec()?;
         self.validate(&spec)?;
         let spec_json = to_json(&spec)?;
 
@@ -328,18 +272,12 @@ impl Supervisor {
         self.record(name, Event::StartRequested, actor, None).await;
         // A spawn failure leaves a valid definition in `failed`, with the reason shown.
         let _ = inst.start().await;
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// Changes a definition (given fields replace, the rest stay) and restarts it if it was active.
-    pub async fn update(
-        &self,
-        name: &str,
-        body: serde_json::Map<String, serde_json::Value>,
-        actor: &Actor,
-    ) -> Result<InstanceView> {
+    pub async fn update(&self, name: &str, patch: SpecPatch, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
-        let patch = SpecPatch::from_body(body)?;
         let mut spec = inst.spec();
         spec.apply(patch)?;
         self.validate(&spec)?;
@@ -367,7 +305,7 @@ impl Supervisor {
             .await;
             inst.restart().await.map_err(Error::Unavailable)?;
         }
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// Stops an instance, then removes its definition and logs.
@@ -391,7 +329,7 @@ impl Supervisor {
     }
 
     /// Marks an instance to run and starts it.
-    pub async fn start(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
+    pub async fn start(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
         self.make_room(name, actor, &|_| true).await?;
@@ -400,20 +338,20 @@ impl Supervisor {
         inst.start()
             .await
             .map_err(|e| Error::Failed(format!("failed to start instance '{name}': {e}")))?;
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// Marks an instance to stay stopped and stops it.
-    pub async fn stop(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
+    pub async fn stop(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         self.set_desired(&inst, Desired::Stopped).await?;
         self.record(name, Event::StopRequested, actor, None).await;
         inst.stop(false).await.map_err(Error::Unavailable)?;
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// Stops and starts an instance.
-    pub async fn restart(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
+    pub async fn restart(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
         self.make_room(name, actor, &|_| true).await?;
@@ -421,7 +359,7 @@ impl Supervisor {
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;
         inst.restart().await.map_err(Error::Unavailable)?;
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// The last `lines` lines of an instance's log (all for `None`).

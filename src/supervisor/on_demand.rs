@@ -7,8 +7,9 @@
 
 use super::state::RuntimeState;
 use super::usage::InFlight;
-use super::{Actor, Handle, Status, Supervisor};
-use crate::db::history::Event;
+use super::{Handle, Status, Supervisor};
+use crate::audit::Actor;
+use crate::audit::Event;
 use crate::db::instances::Desired;
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -153,10 +154,7 @@ impl Supervisor {
 }
 
 fn status_name(status: Status) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    crate::names::name_of(&status)
 }
 
 fn not_running(name: &str, status: Status) -> Error {
