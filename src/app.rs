@@ -36,7 +36,7 @@ fn lock_data(db_path: &Path) -> Result<File> {
     let lock_path = db_path.with_extension("lock");
     files::tighten(&lock_path);
     let file = files::append_private(&lock_path)
-        .map_err(|e| Error::Failed(format!("cannot open {}: {e}", lock_path.display())))?;
+        .map_err(|e| Error::io("open lock file", &lock_path, e))?;
     // SAFETY: flock on a descriptor we own; no memory is touched.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -53,10 +53,10 @@ impl Application {
     /// Makes the data and log directories private, opens the database, binds the listener, and
     /// restores instances that should run.
     pub async fn build(mut cfg: Config) -> Result<Self> {
-        files::private_dir(&cfg.data_dir)?;
+        files::private_dir(&cfg.data_dir, "create data directory")?;
         let db_path = cfg.database_path();
         if let Some(parent) = db_path.parent() {
-            files::create_private_dir(parent)?;
+            files::create_private_dir(parent, "create database directory")?;
         }
         let lock = lock_data(&db_path)?;
         logs::make_private(&cfg.logs_dir())?;

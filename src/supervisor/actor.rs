@@ -42,8 +42,8 @@ pub enum Command {
     },
     /// Stop, then start.
     Restart {
-        /// Sent when the restart began.
-        reply: oneshot::Sender<()>,
+        /// Sent when the restart began, or why it cannot (nothing is stopped then).
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// Stop and end the actor.
     Shutdown {
@@ -168,9 +168,17 @@ impl InstanceActor {
                 }
             }
             Command::Restart { reply } => {
+                // A restart that cannot start again stops nothing: checked before the stop.
+                if let Err(reason) = self.preflight() {
+                    if self.child.is_none() {
+                        self.fail(reason.clone()).await;
+                    }
+                    let _ = reply.send(Err(reason));
+                    return;
+                }
                 self.backoff = None;
                 self.inst.update_state(|s| s.status = Status::Restarting);
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
                 self.terminate_child().await;
                 self.restarts = 0;
                 let _ = self.spawn_or_fail().await;
@@ -227,22 +235,32 @@ impl InstanceActor {
         result
     }
 
+    /// What a start needs before anything is touched: a valid definition and a runnable backend;
+    /// the program to run.
+    fn preflight(&self) -> Result<std::path::PathBuf, String> {
+        let shared = &self.shared;
+        // A definition stored before a check existed is held to it too.
+        self.inst
+            .spec()
+            .validate(
+                &shared.cfg.instances,
+                &shared.cfg.backends.llama_cpp.environment,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(shared.backend.program()?.to_path_buf())
+    }
+
     async fn spawn(&mut self) -> Result<(), String> {
+        let program = self.preflight()?;
         let spec = self.inst.spec();
         let shared = &self.shared;
         let backend = &shared.backend;
-        // A definition stored before a check existed is held to it too.
-        spec.validate(
-            &shared.cfg.instances,
-            &shared.cfg.backends.llama_cpp.environment,
-        )
-        .map_err(|e| e.to_string())?;
-        let program = backend.program()?.to_path_buf();
         let slot_dir = shared.slots_dir.join(&self.inst.name);
         let (options, slots) = options::for_run(&spec.backend_options, &slot_dir);
         if let Some(dir) = slots {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create the slot directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                crate::error::Error::io("create slot directory", &dir, e).to_string()
+            })?;
         }
         let port = shared.ports.reserve(spec.port, self.last_port)?;
         let args = llama_cpp::build_args(backend.args(), &options, "127.0.0.1", port);
@@ -259,7 +277,8 @@ impl InstanceActor {
             Ok(log) => log,
             Err(e) => {
                 shared.ports.release(port);
-                return Err(format!("cannot open the instance log: {e}"));
+                let file = logs::path(&shared.logs_dir, &self.inst.name);
+                return Err(crate::error::Error::io("open instance log", file, e).to_string());
             }
         };
         let spawned = match log.try_clone() {

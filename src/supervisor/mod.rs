@@ -270,8 +270,9 @@ impl Supervisor {
         .await;
         let inst = self.adopt(name.to_string(), now, spec, Desired::Running);
         self.record(name, Event::StartRequested, actor, None).await;
-        // A spawn failure leaves a valid definition in `failed`, with the reason shown.
-        let _ = inst.start().await;
+        // A spawn failure is a failed start (500), as on every route; the valid definition stays,
+        // `failed` with the reason, to be fixed with an update or removed.
+        inst.start().await?;
         Ok(inst)
     }
 
@@ -303,7 +304,7 @@ impl Supervisor {
                 Some("restart after update"),
             )
             .await;
-            inst.restart().await.map_err(Error::Unavailable)?;
+            inst.restart().await?;
         }
         Ok(inst)
     }
@@ -335,9 +336,7 @@ impl Supervisor {
         self.make_room(name, actor, &|_| true).await?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, None).await;
-        inst.start()
-            .await
-            .map_err(|e| Error::Failed(format!("failed to start instance '{name}': {e}")))?;
+        inst.start().await?;
         Ok(inst)
     }
 
@@ -358,7 +357,7 @@ impl Supervisor {
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;
-        inst.restart().await.map_err(Error::Unavailable)?;
+        inst.restart().await?;
         Ok(inst)
     }
 
