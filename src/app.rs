@@ -113,11 +113,6 @@ impl Application {
         Ok(self.listener.local_addr()?)
     }
 
-    /// The supervisor, for embedding and tests.
-    pub fn supervisor(&self) -> &Supervisor {
-        &self.state.supervisor
-    }
-
     /// Serves until `shutdown` completes, then stops every child and drains connections.
     pub async fn run_until(
         self,

@@ -169,7 +169,8 @@ async fn the_running_limit_is_409_on_every_route_that_starts() {
     let server = TestServer::start(opts).await;
     server.create("a", json!({"model": "/a"})).await;
     server.wait_status("a", "running", READY).await;
-    server.create("b", json!({"model": "/b"})).await.0;
+    let (code, body) = server.create("b", json!({"model": "/b"})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
     // b could not be admitted beside a: it was refused before anything was stored.
     assert_eq!(server.get("b").await.0, StatusCode::NOT_FOUND);
 

@@ -21,8 +21,7 @@ pub mod state;
 mod usage;
 
 pub use handle::Handle;
-pub use state::{RuntimeState, Status};
-pub use usage::InFlight;
+pub use state::Status;
 
 use crate::audit::{Actor, Event};
 use crate::backends::BackendCommand;
@@ -37,7 +36,6 @@ use spawner::Spawner;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -383,21 +381,6 @@ impl Supervisor {
         let all: Vec<Arc<Handle>> = self.read_map().values().cloned().collect();
         let stops = all.iter().map(|inst| inst.shutdown());
         futures_util::future::join_all(stops).await;
-    }
-
-    /// Waits until an instance reaches one of `statuses`, up to `timeout`; returns the last state.
-    pub async fn wait_for(
-        &self,
-        name: &str,
-        statuses: &[Status],
-        timeout: Duration,
-    ) -> Result<RuntimeState> {
-        let mut rx = self.instance(name)?.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|s| statuses.contains(&s.status)))
-            .await
-            .ok()
-            .and_then(|r| r.ok().map(|state| state.clone()));
-        Ok(reached.unwrap_or_else(|| rx.borrow().clone()))
     }
 }
 
