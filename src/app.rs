@@ -3,10 +3,10 @@
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
 use crate::config::{Config, ServerConfig};
-use crate::connection::Limits;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::files;
+use crate::http::connection::Limits;
 use crate::http::{self, AppState};
 use crate::supervisor::{logs, Supervisor};
 use std::fs::File;
@@ -36,7 +36,7 @@ fn lock_data(db_path: &Path) -> Result<File> {
     let lock_path = db_path.with_extension("lock");
     files::tighten(&lock_path);
     let file = files::append_private(&lock_path)
-        .map_err(|e| Error::Failed(format!("cannot open {}: {e}", lock_path.display())))?;
+        .map_err(|e| Error::io("open lock file", &lock_path, e))?;
     // SAFETY: flock on a descriptor we own; no memory is touched.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -53,10 +53,10 @@ impl Application {
     /// Makes the data and log directories private, opens the database, binds the listener, and
     /// restores instances that should run.
     pub async fn build(mut cfg: Config) -> Result<Self> {
-        files::private_dir(&cfg.data_dir)?;
+        files::private_dir(&cfg.data_dir, "create data directory")?;
         let db_path = cfg.database_path();
         if let Some(parent) = db_path.parent() {
-            files::create_private_dir(parent)?;
+            files::create_private_dir(parent, "create database directory")?;
         }
         let lock = lock_data(&db_path)?;
         logs::make_private(&cfg.logs_dir())?;
@@ -88,13 +88,9 @@ impl Application {
                 "backends.llama-cpp.command: {why}; no instance can start until it is fixed"
             );
         }
-        let http_client = crate::proxy::client();
-        let supervisor = Supervisor::new(
-            cfg.clone(),
-            db.clone(),
-            http_client.clone(),
-            backend.clone(),
-        )?;
+        let upstream = crate::upstream::Pool::default();
+        let supervisor =
+            Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
         supervisor.restore().await?;
         let state = AppState {
             cfg,
@@ -102,7 +98,7 @@ impl Application {
             supervisor,
             auth,
             db,
-            http: http_client,
+            upstream,
         };
         Ok(Application {
             listener,
@@ -117,11 +113,6 @@ impl Application {
         Ok(self.listener.local_addr()?)
     }
 
-    /// The supervisor, for embedding and tests.
-    pub fn supervisor(&self) -> &Supervisor {
-        &self.state.supervisor
-    }
-
     /// Serves until `shutdown` completes, then stops every child and drains connections.
     pub async fn run_until(
         self,
@@ -132,10 +123,10 @@ impl Application {
         let upkeep = auth.spawn_upkeep();
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut server = tokio::spawn(crate::workers::serve(
+        let mut server = tokio::spawn(crate::http::serve::serve(
             self.listener,
             service,
-            crate::workers::default_count(),
+            crate::http::serve::default_count(),
             self.limits,
             stop_rx,
         ));
@@ -171,7 +162,7 @@ impl Application {
 /// Raises the open-file limit as far as allowed (each client connection takes a descriptor) and
 /// sets the connection limits from it.
 fn connection_limits(cfg: &ServerConfig) -> Limits {
-    let open_files = match crate::connection::open_files::raise() {
+    let open_files = match crate::http::connection::open_files::raise() {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the open-file limit");

@@ -52,9 +52,11 @@ pub enum Error {
     /// Instance not running, or a cold start timed out (503).
     #[error("{0}")]
     Unavailable(String),
-    /// An instance a request needed could not be started (503). The reason may quote the
-    /// backend's log, so only operators see it (see `Caller::shield`).
-    #[error("instance '{instance}' failed to start: {reason}")]
+    /// An instance could not be started: its backend could not be spawned, or (for a request
+    /// that waits for it) exited before it was ready (500, "Failed to start instance" in the API
+    /// reference). The reason may quote the backend's log, so only operators see it (see
+    /// `Caller::shield`).
+    #[error("failed to start instance '{instance}': {reason}")]
     StartFailed {
         /// The instance.
         instance: String,
@@ -70,9 +72,20 @@ pub enum Error {
     /// Migration failure at startup.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// File-system failure; details are logged, never sent.
+    /// File-system failure on a known path: `cannot <op> <path>: <cause>`; logged, never sent.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `create data directory`.
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// File-system failure where no path is at hand; details are logged, never sent.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    IoUnnamed(#[from] std::io::Error),
     /// Any other internal failure; details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,12 +106,27 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Error::Unavailable(_) | Error::StartFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Failed(_)
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StartFailed { .. }
+            | Error::Failed(_)
             | Error::Database(_)
             | Error::Migrate(_)
-            | Error::Io(_)
+            | Error::Io { .. }
+            | Error::IoUnnamed(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// An I/O failure of `op` (e.g. `create data directory`) on `path`.
+    pub fn io(
+        op: &'static str,
+        path: impl Into<std::path::PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
         }
     }
 
@@ -112,9 +140,11 @@ impl Error {
     /// The message a client may see: internal details stay in the log.
     fn public_message(&self) -> String {
         match self {
-            Error::Database(_) | Error::Migrate(_) | Error::Io(_) | Error::Internal(_) => {
-                "internal server error".to_string()
-            }
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Io { .. }
+            | Error::IoUnnamed(_)
+            | Error::Internal(_) => "internal server error".to_string(),
             other => other.to_string(),
         }
     }
@@ -159,7 +189,7 @@ impl From<JsonRejection> for Error {
 
 impl From<BytesRejection> for Error {
     fn from(rejection: BytesRejection) -> Self {
-        if crate::connection::body_stalled(&rejection) {
+        if crate::http::connection::body_stalled(&rejection) {
             return Error::body_stalled();
         }
         match rejection.status() {
@@ -203,6 +233,19 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn io_errors_name_the_operation_and_path_but_clients_see_neither() {
+        let source = std::io::Error::from_raw_os_error(libc::ENOTDIR);
+        let err = Error::io("create data directory", "/etc/passwd/x", source);
+        assert!(
+            err.to_string()
+                .starts_with("cannot create data directory /etc/passwd/x: Not a directory"),
+            "{err}"
+        );
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.public_message(), "internal server error");
     }
 
     #[test]

@@ -22,19 +22,20 @@ pub fn private_umask() {
     }
 }
 
-/// Creates `dir` and missing parents with [`DIR_MODE`]; an existing one is left as it is.
-pub fn create_private_dir(dir: &Path) -> Result<()> {
+/// Creates `dir` and missing parents with [`DIR_MODE`]; an existing one is left as it is. `what`
+/// names it in the error (`data directory`).
+pub fn create_private_dir(dir: &Path, what: &'static str) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
-        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))
+        .map_err(|e| Error::io(what, dir, e))
 }
 
 /// Creates `dir` like [`create_private_dir`], and tightens it if it exists with a looser mode.
 /// Only for directories that are llamactl's own (the data and log directories).
-pub fn private_dir(dir: &Path) -> Result<()> {
-    create_private_dir(dir)?;
+pub fn private_dir(dir: &Path, what: &'static str) -> Result<()> {
+    create_private_dir(dir, what)?;
     tighten(dir);
     Ok(())
 }
@@ -64,13 +65,13 @@ pub fn tighten(path: &Path) {
 
 /// Creates `path` for writing with [`FILE_MODE`]; fails if anything exists there, so it never
 /// writes through a link planted in its place and never is readable by others, not even briefly.
-pub fn create_new_private(path: &Path) -> Result<File> {
+pub fn create_new_private(path: &Path, what: &'static str) -> Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
         .open(path)
-        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| Error::io(what, path, e))
 }
 
 /// Opens `path` for appending, creating it with [`FILE_MODE`] if it does not exist.
@@ -94,10 +95,10 @@ mod tests {
     fn creates_private_and_tightens_loose_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a/b");
-        private_dir(&dir).unwrap();
+        private_dir(&dir, "create test directory").unwrap();
         assert_eq!(mode(&dir), 0o700);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        private_dir(&dir).unwrap();
+        private_dir(&dir, "create test directory").unwrap();
         assert_eq!(mode(&dir), 0o700);
 
         let file = dir.join("f");
@@ -109,9 +110,9 @@ mod tests {
         tighten(&dir.join("missing"));
 
         let new = dir.join("new");
-        drop(create_new_private(&new).unwrap());
+        drop(create_new_private(&new, "create test file").unwrap());
         assert_eq!(mode(&new), 0o600);
-        let err = create_new_private(&new).unwrap_err();
+        let err = create_new_private(&new, "create test file").unwrap_err();
         assert!(err.to_string().contains("exists"), "{err}");
     }
 }

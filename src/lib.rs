@@ -2,22 +2,22 @@
 //! `llama-server`) behind one REST API, with definitions, keys and history in SQLite.
 
 pub mod app;
-pub mod auth;
-pub mod backends;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod backends;
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod db;
+pub(crate) mod db;
+pub(crate) mod definitions;
 pub mod error;
-pub mod files;
-pub mod http;
-pub mod instances;
-pub mod openai;
-pub mod proxy;
-pub mod supervisor;
-pub mod timestamp;
-pub mod workers;
+pub(crate) mod files;
+pub(crate) mod http;
+pub(crate) mod names;
+pub(crate) mod supervisor;
+pub(crate) mod timestamp;
+pub(crate) mod upstream;
 
 pub use app::Application;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use files::private_umask;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Before anything is created: the database, logs and keys, and what backends write.
-    llamactl::files::private_umask();
+    llamactl::private_umask();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -54,9 +54,11 @@ async fn missing_backend_executable_is_a_clear_500() {
         "{body}"
     );
 
-    // Creating an instance keeps the valid definition but shows why it cannot run.
-    let (code, inst) = server.create("m", json!({"model": "/m.gguf"})).await;
-    assert_eq!(code, StatusCode::CREATED);
+    // Creating an instance is a failed start (500, as on every route: error_story.rs), but the
+    // valid definition is kept and shows why it cannot run.
+    let (code, body) = server.create("m", json!({"model": "/m.gguf"})).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let (_, inst) = server.get("m").await;
     assert_eq!(inst["status"], "failed");
     assert!(
         inst["last_error"].as_str().unwrap().contains("cannot run"),

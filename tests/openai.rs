@@ -299,7 +299,7 @@ async fn a_failed_on_demand_start_answers_every_waiter_with_the_reason() {
     let answers = futures_util::future::join_all(requests).await;
 
     for (code, answer) in &answers {
-        assert_eq!(*code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+        assert_eq!(*code, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
         let reason = error_of(answer);
         assert!(reason.contains("failed to start"), "{reason}");
         assert!(reason.contains("exited with code 7"), "{reason}");

@@ -128,7 +128,8 @@ async fn a_failed_start_tells_an_inference_caller_only_a_reference() {
 
     let (code, answer) = server.chat("broken", json!({})).await;
 
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    // The same status as an operator gets (see error_story.rs), without the details.
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
     let shown = answer.to_string();
     assert!(!shown.contains(secret), "{shown}");
     assert!(!shown.contains("--"), "no command line: {shown}");
@@ -163,7 +164,7 @@ async fn a_failed_start_tells_an_inference_caller_only_a_reference() {
             Some(chat_body("broken")),
         )
         .await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(error_of(&answer).contains("exited with code 1"), "{answer}");
 }
 

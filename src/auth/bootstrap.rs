@@ -8,7 +8,7 @@
 
 use super::model::{KeyKind, KeyScope, NewKey};
 use super::store::KeyStore;
-use crate::db::history::Actor;
+use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::files;
 use std::io::Write;
@@ -55,7 +55,7 @@ pub async fn first_management_key(
     }
     let path = key_file(data_dir);
     // Created before the key, so a file that is in the way costs no key.
-    let mut file = files::create_new_private(&path).map_err(|e| {
+    let mut file = files::create_new_private(&path, "create key file").map_err(|e| {
         Error::Failed(format!(
             "{e}; it may hold an earlier first-boot key: move it away and start again"
         ))
@@ -78,10 +78,7 @@ pub async fn first_management_key(
         // A key nobody can read would only be a liability.
         let _ = store.revoke(&created.info.id, &Actor::system()).await;
         let _ = std::fs::remove_file(&path);
-        return Err(Error::Failed(format!(
-            "cannot write the first management key to {}: {e}",
-            path.display()
-        )));
+        return Err(Error::io("write the first management key to", &path, e));
     }
     Ok(FirstBoot::Created {
         id: created.info.id,

@@ -1,7 +1,7 @@
 //! Who made a request (for the history) and which instances they may reach (for routing).
 
 use super::model::{KeyKind, KeyScope};
-use crate::db::history::Actor;
+use crate::audit::Actor;
 use crate::error::{Error, Result};
 use std::net::IpAddr;
 
@@ -62,16 +62,19 @@ impl Caller {
 
     /// The error as this caller may see it: a failed start quotes the backend's log (its command
     /// line, paths, whatever the backend printed), so a caller who is not an operator gets a
-    /// generic 503 with a reference to the full reason, which goes to llamactl's log.
+    /// generic 500 (same status, no details) with a reference to the full reason, which goes to llamactl's log.
     pub fn shield(&self, error: Error) -> Error {
         match error {
             Error::StartFailed { instance, reason } if !self.operator => {
                 let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
                 tracing::warn!(%instance, %reference, %reason, "start failed for an inference request");
-                Error::Unavailable(format!(
-                    "instance '{instance}' could not be started (reference {reference}); an \
-                     administrator can find the reason in llamactl's log"
-                ))
+                Error::StartFailed {
+                    instance,
+                    reason: format!(
+                        "an administrator can find the reason in llamactl's log (reference \
+                         {reference})"
+                    ),
+                }
             }
             other => other,
         }
@@ -111,7 +114,7 @@ mod tests {
         };
         let user = Caller::with_key(Actor::named("k"), KeyKind::Inference, KeyScope::All);
         let shown = user.shield(failed());
-        assert_eq!(shown.status().as_u16(), 503);
+        assert_eq!(shown.status().as_u16(), 500);
         let text = shown.to_string();
         assert!(
             !text.contains("hf_secret") && text.contains("reference "),

@@ -24,8 +24,8 @@ pub use caller::Caller;
 pub use model::{KeyKind, KeyScope};
 pub use store::KeyStore;
 
+use crate::audit::Actor;
 use crate::config::AuthConfig;
-use crate::db::history::Actor;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use axum::http::HeaderMap;

@@ -2,8 +2,8 @@
 //! how the API shows one (never with its secret, except once at creation).
 
 use crate::db::keys::KeyRow;
+use crate::definitions::name;
 use crate::error::{Error, Result};
-use crate::instances::name;
 use crate::timestamp::When;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -20,25 +20,6 @@ pub enum KeyKind {
     Management,
     /// Inference only: `/v1` and the instance proxy.
     Inference,
-}
-
-impl KeyKind {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Management => "management",
-            KeyKind::Inference => "inference",
-        }
-    }
-
-    /// The kind with this stored form.
-    pub fn parse(s: &str) -> Option<KeyKind> {
-        match s {
-            "management" => Some(KeyKind::Management),
-            "inference" => Some(KeyKind::Inference),
-            _ => None,
-        }
-    }
 }
 
 /// Which instances a key may reach.
@@ -215,8 +196,8 @@ pub struct KeyInfo {
 impl KeyInfo {
     /// The view of a stored key at time `now` (Unix seconds).
     pub fn of(row: KeyRow, now: i64) -> Result<Self> {
-        let kind = KeyKind::parse(&row.kind)
-            .ok_or_else(|| Error::Internal(format!("key {} has kind '{}'", row.id, row.kind)))?;
+        let kind = crate::names::parse(&row.kind)
+            .map_err(|e| Error::Internal(format!("key {} has kind '{}': {e}", row.id, row.kind)))?;
         let status = if row.revoked_at.is_some() {
             KeyStatus::Revoked
         } else if row.expires_at.is_some_and(|at| at <= now) {

@@ -9,7 +9,8 @@ use super::cache::{Cache, CachedKey};
 use super::hash::{Hasher, Lane};
 use super::model::{KeyInfo, NewKey};
 use super::token::{Token, PREFIX};
-use crate::db::history::{Actor, Event, Subject};
+use crate::audit::{Actor, Event};
+use crate::db::history::Subject;
 use crate::db::keys::{KeyRow, Revoked};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -103,7 +104,7 @@ impl KeyStore {
         // The secret is checked before anything about the key is told, so a guessed id alone
         // learns nothing.
         let row = match row {
-            Some(row) if matches && row.kind == parsed.kind.as_str() => row,
+            Some(row) if matches && row.kind == crate::names::name_of(&parsed.kind) => row,
             _ => return Err(invalid()),
         };
         let now = now();
@@ -126,7 +127,7 @@ impl KeyStore {
             let row = KeyRow {
                 id: token.id.clone(),
                 name: new.name.clone(),
-                kind: new.kind.as_str().to_string(),
+                kind: crate::names::name_of(&new.kind),
                 secret_hash: self.hasher.hash(token.secret()).await?,
                 instances: new.scope.to_stored(),
                 created_at: now,

@@ -1,12 +1,13 @@
 //! `llamactl keys create|list|revoke`, on the database the configuration points at.
 
 use super::KeysCommand;
+use crate::audit::Actor;
 use crate::auth::model::{CreateKey, KeyInfo};
 use crate::auth::KeyStore;
 use crate::config::Config;
-use crate::db::history::Actor;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::names;
 use crate::timestamp::{self, When};
 use std::io::Write;
 
@@ -35,7 +36,7 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, out: &mut impl Write) -> Result
             let created = store.create(new, &operator()).await?;
             eprintln!(
                 "created {} key '{}' (id {}); it is shown only this once:",
-                created.info.kind.as_str(),
+                names::name_of(&created.info.kind),
                 created.info.name,
                 created.info.id
             );
@@ -77,16 +78,13 @@ fn write_table(keys: &[KeyInfo], out: &mut impl Write) -> Result<()> {
         "ID", "NAME", "KIND", "STATUS", "CREATED", "EXPIRES", "LAST USED"
     )?;
     for key in keys {
-        let status = serde_json::to_value(key.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let status = names::name_of(&key.status);
         writeln!(
             out,
             "{:<10}  {:<24}  {:<10}  {:<8}  {:<16}  {:<16}  {:<16}  {}",
             key.id,
             key.name,
-            key.kind.as_str(),
+            names::name_of(&key.kind),
             status,
             when(Some(key.created_at)),
             when(key.expires_at),

@@ -63,5 +63,5 @@ pub enum KeysCommand {
 }
 
 fn parse_kind(text: &str) -> Result<KeyKind, String> {
-    KeyKind::parse(text).ok_or_else(|| format!("'{text}' is not 'management' or 'inference'"))
+    crate::names::parse(text).map_err(|_| format!("'{text}' is not 'management' or 'inference'"))
 }

@@ -2,127 +2,9 @@
 //! is gone, and bounded in size by `history.max_events`.
 
 use super::Db;
+use crate::audit::{Actor, Event};
 use crate::error::Result;
-use std::fmt;
-use std::net::IpAddr;
-
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// Definition stored.
-    Created,
-    /// Definition changed.
-    Updated,
-    /// Definition removed.
-    Deleted,
-    /// A start was asked for (API, restore on boot, on-demand by an inference request).
-    StartRequested,
-    /// The backend answered `/health` with 200.
-    Ready,
-    /// A stop was asked for.
-    StopRequested,
-    /// The backend is gone after a stop.
-    Stopped,
-    /// The backend exited by itself while running.
-    Crashed,
-    /// The backend is being started again after a crash.
-    Restarted,
-    /// The backend could not start, or crashed too often.
-    Failed,
-    /// A stale child of a killed predecessor was ended on boot.
-    OrphanKilled,
-    /// Stopped to make room for another instance at the running limit (least recently used).
-    Evicted,
-    /// Stopped because nobody used it for its `idle_timeout`.
-    IdleStopped,
-    /// An API key was created.
-    KeyCreated,
-    /// An API key was revoked.
-    KeyRevoked,
-}
-
-impl Event {
-    /// Every event, for validating filters. Keep in step with [`Event::as_str`].
-    pub const ALL: &'static [Event] = &[
-        Event::Created,
-        Event::Updated,
-        Event::Deleted,
-        Event::StartRequested,
-        Event::Ready,
-        Event::StopRequested,
-        Event::Stopped,
-        Event::Crashed,
-        Event::Restarted,
-        Event::Failed,
-        Event::OrphanKilled,
-        Event::Evicted,
-        Event::IdleStopped,
-        Event::KeyCreated,
-        Event::KeyRevoked,
-    ];
-
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Created => "created",
-            Event::Updated => "updated",
-            Event::Deleted => "deleted",
-            Event::StartRequested => "start_requested",
-            Event::Ready => "ready",
-            Event::StopRequested => "stop_requested",
-            Event::Stopped => "stopped",
-            Event::Crashed => "crashed",
-            Event::Restarted => "restarted",
-            Event::Failed => "failed",
-            Event::OrphanKilled => "orphan_killed",
-            Event::Evicted => "evicted",
-            Event::IdleStopped => "idle_stopped",
-            Event::KeyCreated => "key_created",
-            Event::KeyRevoked => "key_revoked",
-        }
-    }
-
-    /// The event with this stored form.
-    pub fn parse(s: &str) -> Option<Event> {
-        Event::ALL.iter().copied().find(|e| e.as_str() == s)
-    }
-}
-
-/// Who caused an event: an API key (id and name), a config-file key, the CLI, or the server itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// Printable, non-secret name: the key's name, `config-management-key`, `cli:<user>`, `system`.
-    pub name: String,
-    /// The id of the stored API key that acted, if one did.
-    pub key_id: Option<String>,
-    /// The address the request came from, if it came over HTTP.
-    pub addr: Option<IpAddr>,
-}
-
-impl Actor {
-    /// The server itself (restore on boot, crashes, restarts).
-    pub fn system() -> Self {
-        Actor::named("system")
-    }
-
-    /// An actor known only by name.
-    pub fn named(name: &str) -> Self {
-        Actor {
-            name: name.to_string(),
-            key_id: None,
-            addr: None,
-        }
-    }
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.key_id {
-            Some(id) => write!(f, "{} ({id})", self.name),
-            None => f.write_str(&self.name),
-        }
-    }
-}
+use crate::names;
 
 /// One stored event.
 #[derive(Debug, Clone)]
@@ -198,7 +80,7 @@ impl Db {
         detail: Option<&str>,
     ) -> Result<()> {
         let at_ms = chrono::Utc::now().timestamp_millis();
-        let event = event.as_str();
+        let event = names::name_of(&event);
         let addr = actor.addr.map(|a| a.to_string());
         let id = sqlx::query_scalar!(
             r#"INSERT INTO history (at_ms, instance, key_id, event, actor, actor_key_id, client_addr, detail)
@@ -227,7 +109,7 @@ impl Db {
 
     /// Events matching `filter`, newest first, at most `limit`.
     pub async fn history(&self, filter: &HistoryFilter, limit: i64) -> Result<Vec<HistoryRow>> {
-        let event = filter.event.map(Event::as_str);
+        let event = filter.event.as_ref().map(names::name_of);
         let rows = sqlx::query_as!(
             HistoryRow,
             r#"SELECT id as "id!", at_ms, instance, key_id, event, actor, actor_key_id, client_addr, detail
@@ -262,18 +144,5 @@ impl Db {
         .fetch_one(self.pool())
         .await?;
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Event;
-
-    #[test]
-    fn every_event_parses_back_from_its_stored_form() {
-        for event in Event::ALL {
-            assert_eq!(Event::parse(event.as_str()), Some(*event));
-        }
-        assert_eq!(Event::parse("exploded"), None);
     }
 }

@@ -2,9 +2,11 @@
 
 use super::{is_unique_violation, Db};
 use crate::error::{Error, Result};
+use crate::names;
 
 /// Whether an instance should run, and who stopped it if it should not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Desired {
     /// Start it (again) on boot.
     Running,
@@ -13,26 +15,6 @@ pub enum Desired {
     Stopped,
     /// Stopped by llamactl itself (evicted, idle): not started on boot, but on the next request.
     Dormant,
-}
-
-impl Desired {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Desired::Running => "running",
-            Desired::Stopped => "stopped",
-            Desired::Dormant => "dormant",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "running" => Desired::Running,
-            "dormant" => Desired::Dormant,
-            // An unknown value fails closed: nothing starts it but an operator.
-            _ => Desired::Stopped,
-        }
-    }
 }
 
 /// Identifies one process beyond its PID, so a reused PID is never mistaken for our child.
@@ -83,7 +65,8 @@ impl Db {
                 },
                 name: r.name,
                 spec: r.spec,
-                desired: Desired::parse(&r.desired_state),
+                // An unknown value fails closed: nothing starts it but an operator.
+                desired: names::parse(&r.desired_state).unwrap_or(Desired::Stopped),
                 created_at: r.created_at,
             })
             .collect())
@@ -97,7 +80,7 @@ impl Db {
         desired: Desired,
         now: i64,
     ) -> Result<()> {
-        let desired = desired.as_str();
+        let desired = names::name_of(&desired);
         sqlx::query!(
             "INSERT INTO instances (name, spec, desired_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
             name,
@@ -133,7 +116,7 @@ impl Db {
 
     /// Records whether an instance should run.
     pub async fn set_desired(&self, name: &str, desired: Desired) -> Result<()> {
-        let desired = desired.as_str();
+        let desired = names::name_of(&desired);
         sqlx::query!(
             "UPDATE instances SET desired_state = ? WHERE name = ?",
             desired,

@@ -27,7 +27,7 @@ impl Db {
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
-                files::create_private_dir(parent)?;
+                files::create_private_dir(parent, "create database directory")?;
             }
         }
         make_private(path)?;
@@ -87,7 +87,7 @@ fn make_private(path: &Path) -> Result<()> {
     }
     files::append_private(path)
         .map(drop)
-        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| Error::io("create database file", path, e))
 }
 
 /// True when the error is a violated UNIQUE or PRIMARY KEY constraint.

@@ -4,9 +4,10 @@
 use super::extract::{Path, Query};
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::db::history::{Event, HistoryFilter, HistoryRow};
+use crate::audit::Event;
+use crate::db::history::{HistoryFilter, HistoryRow};
+use crate::definitions::name;
 use crate::error::{Error, Result};
-use crate::instances::name;
 use crate::timestamp;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,7 @@ pub struct HistoryQuery {
     /// Only events by or about this API key id.
     key: Option<String>,
     /// Only this event (`created`, `key_revoked`, ...).
-    #[param(value_type = Option<crate::db::history::Event>)]
+    #[param(value_type = Option<crate::audit::Event>)]
     event: Option<String>,
     /// At or after this time (Unix seconds or RFC 3339).
     since: Option<String>,
@@ -93,7 +94,7 @@ pub async fn all(
 #[utoipa::path(get, path = "/api/v1/instances/{name}/history", tag = "History",
     params(("name" = String, Path, description = "Instance name"),
         ("key" = Option<String>, Query, description = "Only events by or about this API key id"),
-        ("event" = Option<crate::db::history::Event>, Query, description = "Only this event"),
+        ("event" = Option<crate::audit::Event>, Query, description = "Only this event"),
         ("since" = Option<String>, Query, description = "At or after this time (Unix seconds or RFC 3339)"),
         ("until" = Option<String>, Query, description = "At or before this time (Unix seconds or RFC 3339)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Events per page, 1 to 1000 (default 100)"),
@@ -152,13 +153,10 @@ impl HistoryQuery {
         }
         let event = match self.event.as_deref() {
             None => None,
-            Some(text) => Some(Event::parse(text).ok_or_else(|| {
-                let known: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-                Error::BadRequest(format!(
-                    "unknown event '{text}' (known: {})",
-                    known.join(", ")
-                ))
-            })?),
+            Some(text) => Some(
+                crate::names::parse::<Event>(text)
+                    .map_err(|e| Error::BadRequest(format!("unknown event '{text}': {e}")))?,
+            ),
         };
         let before_id = match self.cursor.as_deref() {
             None => None,

@@ -4,20 +4,63 @@ use super::extract::{Json, Path, Query};
 use super::openapi::{ErrorBody, InstanceBody};
 use super::AppState;
 use crate::auth::Caller;
+use crate::definitions::{InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
-use crate::supervisor::InstanceView;
+use crate::supervisor::{Handle, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InstanceView {
+    /// Unique name.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Unix seconds.
+    pub created: i64,
+    /// Port of the running backend, or the fixed port of a stopped one.
+    pub port: Option<u16>,
+    /// PID of the backend process, while there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The definition, with secret-looking values hidden.
+    pub options: InstanceSpec,
+    /// Restarts in a row after crashes.
+    pub restarts: u32,
+    /// Why the last start or run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl InstanceView {
+    /// The view of a running instance's handle.
+    pub fn of(inst: &Handle) -> Self {
+        let state = inst.snapshot();
+        let options = inst.spec().redacted();
+        InstanceView {
+            name: inst.name.clone(),
+            status: state.status,
+            created: inst.created,
+            port: state.port.or(options.port),
+            pid: state.pid,
+            options,
+            restarts: state.restarts,
+            last_error: state.last_error,
+        }
+    }
+}
 
 /// All instances.
 #[utoipa::path(get, path = "/api/v1/instances", tag = "Instances",
     responses((status = 200, description = "All instances", body = [InstanceView])))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<Vec<InstanceView>> {
-    axum::Json(state.supervisor.list())
+    let all = state.supervisor.list();
+    axum::Json(all.iter().map(|inst| InstanceView::of(inst)).collect())
 }
 
 /// One instance.
@@ -28,7 +71,8 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(state.supervisor.get(&name)?))
+    let inst = state.supervisor.instance(&name)?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Creates and starts an instance: 201.
@@ -36,15 +80,17 @@ pub async fn get(
     request_body(content = InstanceBody, description = "The definition, flat or structured"),
     responses((status = 201, description = "Created; it starts unless it failed at once", body = InstanceView),
         (status = 400, description = "Invalid name or definition", body = ErrorBody),
-        (status = 409, description = "An instance of this name exists, or max_instances is reached", body = ErrorBody)))]
+        (status = 409, description = "An instance of this name exists, or max_instances or max_running_instances is reached", body = ErrorBody),
+        (status = 500, description = "The backend could not be spawned; the definition is kept, status failed", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<(StatusCode, axum::Json<InstanceView>)> {
-    let view = state.supervisor.create(&name, body, &caller.actor).await?;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    let patch = SpecPatch::from_body(body)?;
+    let inst = state.supervisor.create(&name, patch, &caller.actor).await?;
+    Ok((StatusCode::CREATED, axum::Json(InstanceView::of(&inst))))
 }
 
 /// Changes an instance's definition.
@@ -54,16 +100,17 @@ pub async fn create(
         (status = 400, description = "Invalid definition", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
         (status = 409, description = "The change conflicts with the stored definition, or the changed instance cannot be restarted (a limit, a port)", body = ErrorBody),
-        (status = 503, description = "The running instance could not be restarted with the new definition", body = ErrorBody)))]
+        (status = 500, description = "The running instance could not be restarted with the new definition (it keeps running as it was)", body = ErrorBody),
+        (status = 503, description = "The instance is being removed, or the server is shutting down", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.update(&name, body, &caller.actor).await?,
-    ))
+    let patch = SpecPatch::from_body(body)?;
+    let inst = state.supervisor.update(&name, patch, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Stops and removes an instance: 204.
@@ -90,9 +137,8 @@ pub async fn start(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.start(&name, &caller.actor).await?,
-    ))
+    let inst = state.supervisor.start(&name, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Stops an instance.
@@ -106,9 +152,8 @@ pub async fn stop(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.stop(&name, &caller.actor).await?,
-    ))
+    let inst = state.supervisor.stop(&name, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// Restarts an instance.
@@ -122,9 +167,8 @@ pub async fn restart(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<InstanceView>> {
-    Ok(axum::Json(
-        state.supervisor.restart(&name, &caller.actor).await?,
-    ))
+    let inst = state.supervisor.restart(&name, &caller.actor).await?;
+    Ok(axum::Json(InstanceView::of(&inst)))
 }
 
 /// `?lines=N`: the last N lines; absent or -1 means all.

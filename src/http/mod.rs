@@ -1,14 +1,18 @@
 //! The HTTP layer: shared state, the router, and one file per route group.
 
 mod browser;
+pub mod connection;
 mod extract;
+mod forward;
 mod guard;
 mod history;
+mod holding;
 mod instances;
 mod keys;
 mod openai;
 pub mod openapi;
 mod proxy;
+pub mod serve;
 mod system;
 
 use crate::auth::Auth;
@@ -16,11 +20,11 @@ use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
-use crate::proxy::HttpClient;
 use crate::supervisor::Supervisor;
+use crate::upstream::Pool;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::{middleware, Router};
 use browser::{BrowserGuard, BrowserGuardLayer};
 use proxy::ProxyFirst;
@@ -47,12 +51,13 @@ pub struct AppState {
     /// The database, for reading history.
     pub db: Db,
     /// Pooled client for backends.
-    pub http: HttpClient,
+    pub upstream: Pool,
 }
 
-/// The router for every route but the instance proxy's (see [`service`]). Each handler is registered
-/// with its `#[utoipa::path]` annotation, which gives both its route and its part of the OpenAPI
-/// document: the document cannot name a route the router lacks, nor miss one it serves.
+/// The router: every route. Each handler but the proxy's is registered with its `#[utoipa::path]`
+/// annotation, which gives both its route and its part of the OpenAPI document: the document cannot
+/// name a route the router lacks, nor miss one it serves. The instance proxy's routes are answered
+/// by [`ProxyFirst`] before the router is reached (see [`service`]), with the same function.
 pub fn router(state: AppState) -> Router {
     let management = OpenApiRouter::new()
         .routes(routes!(system::version))
@@ -86,11 +91,17 @@ pub fn router(state: AppState) -> Router {
     let inference = OpenApiRouter::new()
         .routes(routes!(openai::models))
         .route("/v1/{*rest}", post(openai::forward))
-        .layer(DefaultBodyLimit::max(crate::openai::BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(forward::BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard::inference,
         ));
+
+    // The proxy checks keys itself (see `proxy.rs`) and streams bodies without a limit; the
+    // document describes it by hand (see `openapi`).
+    let instance_proxy = Router::new()
+        .route("/api/v1/instances/{name}/proxy", any(proxy::route))
+        .route("/api/v1/instances/{name}/proxy/{*rest}", any(proxy::route));
 
     let (routes, described) = management.merge(inference).split_for_parts();
     let swagger = state
@@ -99,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .enable_swagger
         .then(|| openapi::document(described, &state.cfg));
     let app = routes
+        .merge(instance_proxy)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);

@@ -10,10 +10,9 @@
 
 use crate::backends::command::GPU_SELECTION;
 use crate::config::Config;
-use crate::db::history::Event;
-use crate::instances::environment::INSTANCE_ALLOWED;
-use crate::instances::name::MAX_NAME_LEN;
-use crate::instances::options::{canonical, DOWNLOAD_TARGETS, REFUSED, RESERVED, SLOT_SAVE_PATH};
+use crate::definitions::environment::INSTANCE_ALLOWED;
+use crate::definitions::name::MAX_NAME_LEN;
+use crate::definitions::options::{canonical, DOWNLOAD_TARGETS, REFUSED, RESERVED, SLOT_SAVE_PATH};
 use serde_json::{json, Value};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
@@ -28,7 +27,7 @@ pub const UI_PATH: &str = "/swagger";
 /// The document's path.
 pub const DOC_PATH: &str = "/swagger/openapi.json";
 
-/// An instance name, as `crate::instances::name::validate` accepts it.
+/// An instance name, as `crate::definitions::name::validate` accepts it.
 const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 
 /// The router serving Swagger UI and `document`.
@@ -70,18 +69,6 @@ pub struct InferenceBody {
     model: String,
 }
 
-impl PartialSchema for Event {
-    fn schema() -> RefOr<Schema> {
-        let names: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-        Object::builder()
-            .schema_type(Type::String)
-            .enum_values(Some(names))
-            .into()
-    }
-}
-
-impl ToSchema for Event {}
-
 /// `POST /v1/chat/completions`, served by `POST /v1/{*rest}`.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "OpenAI",
     request_body = InferenceBody,
@@ -92,7 +79,8 @@ impl ToSchema for Event {}
         (status = 403, description = "This key may not use this instance", body = ErrorBody),
         (status = 404, description = "No instance of this name", body = ErrorBody),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
-        (status = 503, description = "Not running and not started on demand, or its start failed or timed out", body = ErrorBody)))]
+        (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key", body = ErrorBody),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out", body = ErrorBody)))]
 #[allow(dead_code)]
 async fn chat_completions() {}
 
@@ -104,7 +92,8 @@ async fn chat_completions() {}
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
-        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+        (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
 #[allow(dead_code)]
 async fn completions() {}
 
@@ -116,7 +105,8 @@ async fn completions() {}
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
-        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+        (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
 #[allow(dead_code)]
 async fn embeddings() {}
 
@@ -128,7 +118,8 @@ async fn embeddings() {}
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
-        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+        (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
 #[allow(dead_code)]
 async fn rerank() {}
 
@@ -140,7 +131,8 @@ async fn rerank() {}
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
-        (status = 503, description = "Not running and not started on demand, or its start failed or timed out")))]
+        (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
 #[allow(dead_code)]
 async fn reranking() {}
 
@@ -421,7 +413,7 @@ fn option_value() -> Value {
 }
 
 /// The body of a create or update, flat (options beside instance keys) or structured
-/// (`backend_type`, `backend_options`), as `crate::instances::spec::SpecPatch::from_body` and the
+/// (`backend_type`, `backend_options`), as `crate::definitions::spec::SpecPatch::from_body` and the
 /// checks in `crate::instances` accept it.
 fn instance_body(cfg: &Config) -> Value {
     let nullable = |t: Value| json!({"anyOf": [t, {"type": "null"}]});

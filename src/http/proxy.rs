@@ -9,12 +9,13 @@
 //! two thirds of what a proxied request allocated (see docs/benchmarks.md). Its path is parsed by
 //! hand anyway, because the rest must be forwarded byte for byte.
 
+use super::forward::Start;
 use super::{guard, AppState};
 use crate::auth::{Caller, Scope};
+use crate::definitions::name;
 use crate::error::{Error, Result};
-use crate::instances::name;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, Response};
 use axum::response::IntoResponse;
 use axum::Router;
@@ -36,6 +37,12 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
         _ if rest.starts_with('/') => Some((instance, rest)),
         _ => None,
     }
+}
+
+/// The router's entry for the proxy's paths, which [`ProxyFirst`] answers before the router does:
+/// the same function, so both ways behave alike.
+pub async fn route(State(state): State<AppState>, req: Request) -> Response<Body> {
+    forward(&state, req).await
 }
 
 /// Checks the key with the same decision as every route group (401 and the failure budget, 403 for
@@ -69,15 +76,13 @@ fn method_not_allowed(method: &Method) -> Response<Body> {
     response
 }
 
-/// Forwards to the running instance; 403 outside the key's instances or, for an inference key,
-/// outside [`INFERENCE_ROUTES`]; 503 if it is not running. The request counts as in flight (no
-/// eviction, no idle stop) until its answer has been sent.
+/// Forwards to the running instance (see [`super::forward::forward`]); 403 outside the key's
+/// instances or, for an inference key, outside [`INFERENCE_ROUTES`]; 503 if it is not running.
 async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<Response<Body>> {
     let Some((instance, rest)) = split_path(req.uri().path()) else {
         return Err(Error::NotFound("no such route".into()));
     };
     name::validate(instance)?;
-    caller.ensure_instance(instance)?;
     if !caller.is_operator() && !inference_may_use(req.method(), rest) {
         return Err(Error::Forbidden(format!(
             "an inference key may not use {} {rest} through the proxy: only llama-server's \
@@ -85,14 +90,13 @@ async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<R
             req.method()
         )));
     }
-    let (port, in_flight) = state.supervisor.use_running(instance)?;
     let mut target = rest.to_string();
     if let Some(query) = req.uri().query() {
         target.push('?');
         target.push_str(query);
     }
-    let resp = crate::proxy::forward(&state.http, port, target, req).await?;
-    Ok(crate::proxy::hold_while_sending(resp, in_flight))
+    let instance = instance.to_string();
+    super::forward::forward(state, caller, &instance, Start::IfRunning, target, req).await
 }
 
 /// What a caller who is not an operator may reach through the proxy: (method, path) with `*` for

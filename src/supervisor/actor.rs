@@ -2,13 +2,13 @@
 //! it in order, so an instance can never run twice and no transition races another.
 
 use super::child::{ChildProc, Exit};
-use super::instance::Instance;
+use super::handle::Handle;
 use super::spawner::SpawnSpec;
 use super::state::Status;
 use super::{health, logs, process, Shared};
+use crate::audit::{Actor, Event};
 use crate::backends::llama_cpp;
-use crate::db::history::{self, Event};
-use crate::instances::options;
+use crate::definitions::options;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,8 +42,8 @@ pub enum Command {
     },
     /// Stop, then start.
     Restart {
-        /// Sent when the restart began.
-        reply: oneshot::Sender<()>,
+        /// Sent when the restart began, or why it cannot (nothing is stopped then).
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// Stop and end the actor.
     Shutdown {
@@ -52,8 +52,8 @@ pub enum Command {
     },
 }
 
-struct Actor {
-    inst: Arc<Instance>,
+struct InstanceActor {
+    inst: Arc<Handle>,
     shared: Arc<Shared>,
     child: Option<ChildProc>,
     probe: Option<JoinHandle<()>>,
@@ -70,12 +70,12 @@ struct Actor {
 
 /// Runs an instance's actor until it is shut down.
 pub async fn run(
-    inst: Arc<Instance>,
+    inst: Arc<Handle>,
     shared: Arc<Shared>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    let mut actor = Actor {
+    let mut actor = InstanceActor {
         inst,
         shared,
         child: None,
@@ -124,7 +124,7 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-impl Actor {
+impl InstanceActor {
     fn status(&self) -> Status {
         self.inst.snapshot().status
     }
@@ -133,12 +133,7 @@ impl Actor {
         if let Err(e) = self
             .shared
             .db
-            .record(
-                Some(&self.inst.name),
-                event,
-                &history::Actor::system(),
-                detail,
-            )
+            .record(Some(&self.inst.name), event, &Actor::system(), detail)
             .await
         {
             tracing::error!(instance = %self.inst.name, error = %e, "could not record history");
@@ -173,9 +168,17 @@ impl Actor {
                 }
             }
             Command::Restart { reply } => {
+                // A restart that cannot start again stops nothing: checked before the stop.
+                if let Err(reason) = self.preflight() {
+                    if self.child.is_none() {
+                        self.fail(reason.clone()).await;
+                    }
+                    let _ = reply.send(Err(reason));
+                    return;
+                }
                 self.backoff = None;
                 self.inst.update_state(|s| s.status = Status::Restarting);
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
                 self.terminate_child().await;
                 self.restarts = 0;
                 let _ = self.spawn_or_fail().await;
@@ -232,22 +235,32 @@ impl Actor {
         result
     }
 
+    /// What a start needs before anything is touched: a valid definition and a runnable backend;
+    /// the program to run.
+    fn preflight(&self) -> Result<std::path::PathBuf, String> {
+        let shared = &self.shared;
+        // A definition stored before a check existed is held to it too.
+        self.inst
+            .spec()
+            .validate(
+                &shared.cfg.instances,
+                &shared.cfg.backends.llama_cpp.environment,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(shared.backend.program()?.to_path_buf())
+    }
+
     async fn spawn(&mut self) -> Result<(), String> {
+        let program = self.preflight()?;
         let spec = self.inst.spec();
         let shared = &self.shared;
         let backend = &shared.backend;
-        // A definition stored before a check existed is held to it too.
-        spec.validate(
-            &shared.cfg.instances,
-            &shared.cfg.backends.llama_cpp.environment,
-        )
-        .map_err(|e| e.to_string())?;
-        let program = backend.program()?.to_path_buf();
         let slot_dir = shared.slots_dir.join(&self.inst.name);
         let (options, slots) = options::for_run(&spec.backend_options, &slot_dir);
         if let Some(dir) = slots {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create the slot directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                crate::error::Error::io("create slot directory", &dir, e).to_string()
+            })?;
         }
         let port = shared.ports.reserve(spec.port, self.last_port)?;
         let name = &self.inst.name;
@@ -266,7 +279,8 @@ impl Actor {
             Ok(log) => log,
             Err(e) => {
                 shared.ports.release(port);
-                return Err(format!("cannot open the instance log: {e}"));
+                let file = logs::path(&shared.logs_dir, &self.inst.name);
+                return Err(crate::error::Error::io("open instance log", file, e).to_string());
             }
         };
         let spawned = match log.try_clone() {
@@ -305,7 +319,7 @@ impl Actor {
         }
         self.generation += 1;
         self.probe = Some(tokio::spawn(health::probe_until_ready(
-            self.shared.http.clone(),
+            self.shared.upstream.clone(),
             port,
             self.generation,
             self.ready_tx.clone(),

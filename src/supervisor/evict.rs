@@ -1,20 +1,21 @@
 //! Admission at `max_running_instances`: refuse with 409, or (with `enable_lru_eviction`) stop the
 //! least recently used instance that has no request in flight.
 
-use super::{Actor, Instance, Supervisor};
-use crate::db::history::Event;
+use super::{Handle, Supervisor};
+use crate::audit::Actor;
+use crate::audit::Event;
 use crate::db::instances::Desired;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
 impl Supervisor {
     /// The limit and the active instances other than `name`, when they already fill the limit.
-    pub(super) fn over_limit(&self, name: &str) -> Option<(i64, Vec<Arc<Instance>>)> {
+    pub(super) fn over_limit(&self, name: &str) -> Option<(i64, Vec<Arc<Handle>>)> {
         let max = self.shared.cfg.instances.max_running_instances;
         if max < 0 {
             return None;
         }
-        let others: Vec<Arc<Instance>> = self
+        let others: Vec<Arc<Handle>> = self
             .read_map()
             .values()
             .filter(|i| i.name != name && i.snapshot().status.is_active())
@@ -71,13 +72,7 @@ impl Supervisor {
 
     /// Stops a claimed instance and waits until its process is gone, so the newcomer never runs
     /// beside it (the limit is about memory).
-    async fn evict(
-        &self,
-        victim: &Instance,
-        for_name: &str,
-        max: i64,
-        actor: &Actor,
-    ) -> Result<()> {
+    async fn evict(&self, victim: &Handle, for_name: &str, max: i64, actor: &Actor) -> Result<()> {
         let idle = victim.last_used().elapsed().as_secs();
         let detail = format!(
             "least recently used (idle {idle} s); stopped to make room for '{for_name}' \

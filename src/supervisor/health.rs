@@ -1,7 +1,6 @@
 //! Polls a starting backend's `/health` until it answers 200.
 
-use crate::proxy::{self, HttpClient};
-use hyper::StatusCode;
+use crate::upstream::{self, Pool};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -18,30 +17,19 @@ fn next_delay(starting_for: Duration) -> Duration {
 
 /// Polls `/health` until it answers 200, then sends `generation`.
 pub async fn probe_until_ready(
-    client: HttpClient,
+    client: Pool,
     port: u16,
     generation: u64,
     ready: mpsc::UnboundedSender<u64>,
 ) {
     let started = Instant::now();
     loop {
-        if is_healthy(&client, port).await {
+        if upstream::is_healthy(&client, port).await {
             let _ = ready.send(generation);
             return;
         }
         tokio::time::sleep(next_delay(started.elapsed())).await;
     }
-}
-
-async fn is_healthy(client: &HttpClient, port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            proxy::get_status(client, port, "/health")
-        )
-        .await,
-        Ok(Ok(StatusCode::OK))
-    )
 }
 
 #[cfg(test)]

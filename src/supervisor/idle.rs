@@ -4,8 +4,9 @@
 //! polling on a fixed interval: stops happen on time even for short timeouts, and nothing wakes up
 //! when no instance has one. It is woken early when an instance becomes ready or is redefined.
 
-use super::{Actor, Instance, Status, Supervisor};
-use crate::db::history::Event;
+use super::{Handle, Status, Supervisor};
+use crate::audit::Actor;
+use crate::audit::Event;
 use crate::db::instances::Desired;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ impl Supervisor {
     async fn stop_idle(&self) -> Instant {
         let now = Instant::now();
         let mut next = now + MAX_SLEEP;
-        let all: Vec<Arc<Instance>> = self.read_map().values().cloned().collect();
+        let all: Vec<Arc<Handle>> = self.read_map().values().cloned().collect();
         for inst in all {
             let life = inst.spec().lifecycle(&self.shared.cfg.instances);
             let Some(limit) = life.idle_timeout.duration() else {
@@ -49,7 +50,7 @@ impl Supervisor {
     }
 
     /// Stops `inst` if it is still running with no request in flight and unused for `limit`.
-    async fn stop_if_idle(&self, inst: &Instance, limit: Duration) -> bool {
+    async fn stop_if_idle(&self, inst: &Handle, limit: Duration) -> bool {
         let _guard = self.gate.lock().await;
         let claimed = inst.claim_for_stop(|state, last_used| {
             state.status == Status::Running && last_used.elapsed() >= limit

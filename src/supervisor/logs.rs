@@ -42,9 +42,9 @@ pub fn open_for_run(dir: &Path, name: &str, argv: &[String]) -> io::Result<File>
 /// Creates the log directory private, and tightens it and the logs in it if an older llamactl
 /// left them readable to others.
 pub fn make_private(dir: &Path) -> crate::error::Result<()> {
-    files::private_dir(dir)?;
+    files::private_dir(dir, "create log directory")?;
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| crate::error::Error::Failed(format!("cannot read {}: {e}", dir.display())))?;
+        .map_err(|e| crate::error::Error::io("read log directory", dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();

@@ -9,9 +9,9 @@
 mod actor;
 mod child;
 mod evict;
+mod handle;
 mod health;
 mod idle;
-mod instance;
 pub mod logs;
 mod on_demand;
 pub mod ports;
@@ -20,26 +20,22 @@ pub mod spawner;
 pub mod state;
 mod usage;
 
-pub use instance::Instance;
-pub use state::{RuntimeState, Status};
-pub use usage::InFlight;
+pub use handle::Handle;
+pub use state::Status;
 
+use crate::audit::{Actor, Event};
 use crate::backends::BackendCommand;
 use crate::config::Config;
-pub use crate::db::history::Actor;
-use crate::db::history::Event;
 use crate::db::instances::{Desired, InstanceRow};
 use crate::db::Db;
+use crate::definitions::{name, InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
-use crate::instances::{name, InstanceSpec, SpecPatch};
-use crate::proxy::HttpClient;
+use crate::upstream::Pool;
 use ports::Ports;
-use serde::Serialize;
 use spawner::Spawner;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -50,7 +46,7 @@ pub(crate) struct Shared {
     db: Db,
     ports: Ports,
     spawner: Spawner,
-    http: HttpClient,
+    upstream: Pool,
     /// The backend's program and base environment, resolved at startup.
     backend: Arc<BackendCommand>,
     logs_dir: PathBuf,
@@ -61,51 +57,11 @@ pub(crate) struct Shared {
     idle_wake: Notify,
 }
 
-/// An instance as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct InstanceView {
-    /// Unique name.
-    pub name: String,
-    /// Lifecycle status.
-    pub status: Status,
-    /// Unix seconds.
-    pub created: i64,
-    /// Port of the running backend, or the fixed port of a stopped one.
-    pub port: Option<u16>,
-    /// PID of the backend process, while there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// The definition, with secret-looking values hidden.
-    pub options: InstanceSpec,
-    /// Restarts in a row after crashes.
-    pub restarts: u32,
-    /// Why the last start or run failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-impl InstanceView {
-    fn of(inst: &Instance) -> Self {
-        let state = inst.snapshot();
-        let options = inst.spec().redacted();
-        InstanceView {
-            name: inst.name.clone(),
-            status: state.status,
-            created: inst.created,
-            port: state.port.or(options.port),
-            pid: state.pid,
-            options,
-            restarts: state.restarts,
-            last_error: state.last_error,
-        }
-    }
-}
-
 /// The supervisor; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     shared: Arc<Shared>,
-    instances: Arc<RwLock<BTreeMap<String, Arc<Instance>>>>,
+    instances: Arc<RwLock<BTreeMap<String, Arc<Handle>>>>,
     /// Serialises admission (create, delete, start, eviction, idle stop) so limits hold under
     /// concurrency.
     gate: Arc<tokio::sync::Mutex<()>>,
@@ -118,7 +74,7 @@ impl Supervisor {
     pub fn new(
         cfg: Arc<Config>,
         db: Db,
-        http: HttpClient,
+        upstream: Pool,
         backend: Arc<BackendCommand>,
     ) -> Result<Self> {
         let shared = Shared {
@@ -130,7 +86,7 @@ impl Supervisor {
             boot_id: process::boot_id(),
             cfg,
             db,
-            http,
+            upstream,
             idle_wake: Notify::new(),
         };
         Ok(Supervisor {
@@ -208,19 +164,19 @@ impl Supervisor {
         created: i64,
         spec: InstanceSpec,
         desired: Desired,
-    ) -> Arc<Instance> {
-        let (inst, commands) = Instance::new(name.clone(), created, spec, desired);
+    ) -> Arc<Handle> {
+        let (inst, commands) = Handle::new(name.clone(), created, spec, desired);
         let inst = Arc::new(inst);
         tokio::spawn(actor::run(inst.clone(), self.shared.clone(), commands));
         self.write_map().insert(name, inst.clone());
         inst
     }
 
-    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Instance>>> {
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Handle>>> {
         self.instances.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Instance>>> {
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Handle>>> {
         self.instances.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -236,14 +192,14 @@ impl Supervisor {
     }
 
     /// Records whether `inst` should run, in the database and then in memory.
-    async fn set_desired(&self, inst: &Instance, desired: Desired) -> Result<()> {
+    async fn set_desired(&self, inst: &Handle, desired: Desired) -> Result<()> {
         self.shared.db.set_desired(&inst.name, desired).await?;
         inst.set_desired(desired);
         Ok(())
     }
 
     /// The instance of that name.
-    pub fn instance(&self, name: &str) -> Result<Arc<Instance>> {
+    pub fn instance(&self, name: &str) -> Result<Arc<Handle>> {
         self.read_map()
             .get(name)
             .cloned()
@@ -251,17 +207,8 @@ impl Supervisor {
     }
 
     /// Every instance, by name.
-    pub fn list(&self) -> Vec<InstanceView> {
-        self.read_map()
-            .values()
-            .map(|i| InstanceView::of(i))
-            .collect()
-    }
-
-    /// One instance.
-    pub fn get(&self, name: &str) -> Result<InstanceView> {
-        let inst = self.instance(name)?;
-        Ok(InstanceView::of(&inst))
+    pub fn list(&self) -> Vec<Arc<Handle>> {
+        self.read_map().values().cloned().collect()
     }
 
     /// Checks a definition against the limits and the operator's backend environment.
@@ -289,14 +236,9 @@ impl Supervisor {
     }
 
     /// Validates, stores and starts a new instance.
-    pub async fn create(
-        &self,
-        name: &str,
-        body: serde_json::Map<String, serde_json::Value>,
-        actor: &Actor,
-    ) -> Result<InstanceView> {
+    pub async fn create(&self, name: &str, patch: SpecPatch, actor: &Actor) -> Result<Arc<Handle>> {
         name::validate(name)?;
-        let spec = SpecPatch::from_body(body)?.into_new_spec()?;
+        let spec = patch.into_new_spec()?;
         self.validate(&spec)?;
         let spec_json = to_json(&spec)?;
 
@@ -326,20 +268,15 @@ impl Supervisor {
         .await;
         let inst = self.adopt(name.to_string(), now, spec, Desired::Running);
         self.record(name, Event::StartRequested, actor, None).await;
-        // A spawn failure leaves a valid definition in `failed`, with the reason shown.
-        let _ = inst.start().await;
-        Ok(InstanceView::of(&inst))
+        // A spawn failure is a failed start (500), as on every route; the valid definition stays,
+        // `failed` with the reason, to be fixed with an update or removed.
+        inst.start().await?;
+        Ok(inst)
     }
 
     /// Changes a definition (given fields replace, the rest stay) and restarts it if it was active.
-    pub async fn update(
-        &self,
-        name: &str,
-        body: serde_json::Map<String, serde_json::Value>,
-        actor: &Actor,
-    ) -> Result<InstanceView> {
+    pub async fn update(&self, name: &str, patch: SpecPatch, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
-        let patch = SpecPatch::from_body(body)?;
         // A change that is valid on its own but not with what is stored (`mmproj_url` sent to an
         // instance that has `mmproj`) conflicts with the instance's state: 409, not 400.
         let valid_alone = patch
@@ -379,9 +316,9 @@ impl Supervisor {
                 Some("restart after update"),
             )
             .await;
-            inst.restart().await.map_err(Error::Unavailable)?;
+            inst.restart().await?;
         }
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// Stops an instance, then removes its definition and logs.
@@ -405,37 +342,35 @@ impl Supervisor {
     }
 
     /// Marks an instance to run and starts it.
-    pub async fn start(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
+    pub async fn start(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
         self.make_room(name, actor, &|_| true).await?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, None).await;
-        inst.start()
-            .await
-            .map_err(|e| Error::Failed(format!("failed to start instance '{name}': {e}")))?;
-        Ok(InstanceView::of(&inst))
+        inst.start().await?;
+        Ok(inst)
     }
 
     /// Marks an instance to stay stopped and stops it.
-    pub async fn stop(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
+    pub async fn stop(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         self.set_desired(&inst, Desired::Stopped).await?;
         self.record(name, Event::StopRequested, actor, None).await;
         inst.stop(false).await.map_err(Error::Unavailable)?;
-        Ok(InstanceView::of(&inst))
+        Ok(inst)
     }
 
     /// Stops and starts an instance.
-    pub async fn restart(&self, name: &str, actor: &Actor) -> Result<InstanceView> {
+    pub async fn restart(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
         self.make_room(name, actor, &|_| true).await?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;
-        inst.restart().await.map_err(Error::Unavailable)?;
-        Ok(InstanceView::of(&inst))
+        inst.restart().await?;
+        Ok(inst)
     }
 
     /// The last `lines` lines of an instance's log (all for `None`).
@@ -457,24 +392,9 @@ impl Supervisor {
         {
             task.abort();
         }
-        let all: Vec<Arc<Instance>> = self.read_map().values().cloned().collect();
+        let all: Vec<Arc<Handle>> = self.read_map().values().cloned().collect();
         let stops = all.iter().map(|inst| inst.shutdown());
         futures_util::future::join_all(stops).await;
-    }
-
-    /// Waits until an instance reaches one of `statuses`, up to `timeout`; returns the last state.
-    pub async fn wait_for(
-        &self,
-        name: &str,
-        statuses: &[Status],
-        timeout: Duration,
-    ) -> Result<RuntimeState> {
-        let mut rx = self.instance(name)?.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|s| statuses.contains(&s.status)))
-            .await
-            .ok()
-            .and_then(|r| r.ok().map(|state| state.clone()));
-        Ok(reached.unwrap_or_else(|| rx.borrow().clone()))
     }
 }
 

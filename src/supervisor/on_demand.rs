@@ -7,8 +7,9 @@
 
 use super::state::RuntimeState;
 use super::usage::InFlight;
-use super::{Actor, Instance, Status, Supervisor};
-use crate::db::history::Event;
+use super::{Handle, Status, Supervisor};
+use crate::audit::Actor;
+use crate::audit::Event;
 use crate::db::instances::Desired;
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ impl Supervisor {
     /// Waits until `inst` runs, starting it (once, shared) if it is cold; its port.
     async fn ready_port(
         &self,
-        inst: &Arc<Instance>,
+        inst: &Arc<Handle>,
         actor: &Actor,
         evictable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<u16> {
@@ -100,7 +101,7 @@ impl Supervisor {
     }
 
     /// Whether `inst` may be started by a request.
-    fn on_demand(&self, inst: &Instance) -> bool {
+    fn on_demand(&self, inst: &Handle) -> bool {
         inst.spec()
             .lifecycle(&self.shared.cfg.instances)
             .on_demand_start
@@ -110,7 +111,7 @@ impl Supervisor {
     /// held, so the running limit holds and no eviction or idle stop crosses it.
     async fn start_on_demand(
         &self,
-        inst: &Arc<Instance>,
+        inst: &Arc<Handle>,
         seen_starts: u64,
         actor: &Actor,
         evictable: &(dyn Fn(&str) -> bool + Sync),
@@ -153,10 +154,7 @@ impl Supervisor {
 }
 
 fn status_name(status: Status) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    crate::names::name_of(&status)
 }
 
 fn not_running(name: &str, status: Status) -> Error {

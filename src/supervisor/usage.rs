@@ -5,7 +5,7 @@
 //! response body is finished or dropped, so a cold start being waited on, a slow answer or a long
 //! stream all keep the instance from being evicted or stopped for idleness.
 
-use super::Instance;
+use super::Handle;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -77,12 +77,12 @@ impl Usage {
 /// One request using an instance: the instance counts as busy until this is dropped.
 #[derive(Debug)]
 pub struct InFlight {
-    inst: Arc<Instance>,
+    inst: Arc<Handle>,
 }
 
 impl InFlight {
     /// Counts one more request on `inst`.
-    pub(super) fn begin(inst: Arc<Instance>) -> Self {
+    pub(super) fn begin(inst: Arc<Handle>) -> Self {
         inst.usage().begin();
         InFlight { inst }
     }

@@ -9,12 +9,12 @@
 //!
 //! The acceptor hands connections out in turn, so the load spreads evenly even when clients open
 //! all their connections at once; it closes a connection at once when its client address holds
-//! its cap already. Each connection is served, within its deadlines, by `crate::connection`.
+//! its cap already. Each connection is served, within its deadlines, by `crate::http::connection`.
 //! Control-plane work (the supervisor, the database) stays on the main runtime; handlers reach it
 //! through channels, which work across runtimes.
 
-use crate::connection::{self, Limits, PerClient, Slot};
 use crate::error::{Error, Result};
+use crate::http::connection::{self, Limits, PerClient, Slot};
 use axum::extract::Request;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;

@@ -16,8 +16,8 @@ mod per_client;
 pub(crate) use per_client::{PerClient, Slot};
 
 use crate::config::ServerConfig;
-use crate::proxy::Holding;
-use crate::workers::HttpService;
+use crate::http::holding::Holding;
+use crate::http::serve::HttpService;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};

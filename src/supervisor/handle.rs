@@ -4,15 +4,16 @@ use super::actor::Command;
 use super::state::{RuntimeState, Status};
 use super::usage::{InFlight, Usage};
 use crate::db::instances::Desired;
-use crate::instances::InstanceSpec;
+use crate::definitions::InstanceSpec;
+use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// One instance as the supervisor holds it.
+/// A running instance as the supervisor holds it: definition, runtime state, its actor's channel.
 #[derive(Debug)]
-pub struct Instance {
+pub struct Handle {
     /// Unique name.
     pub name: String,
     /// Unix seconds.
@@ -31,7 +32,7 @@ pub struct Instance {
 /// Why a command could not be delivered.
 const GONE: &str = "instance is being removed or the server is shutting down";
 
-impl Instance {
+impl Handle {
     /// A handle and the receiving end its actor will own.
     pub(super) fn new(
         name: String,
@@ -41,7 +42,7 @@ impl Instance {
     ) -> (Self, mpsc::UnboundedReceiver<Command>) {
         let (cmd, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(RuntimeState::default());
-        let inst = Instance {
+        let inst = Handle {
             name,
             created,
             spec: RwLock::new(spec),
@@ -132,33 +133,49 @@ impl Instance {
         })
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> std::result::Result<T, String> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(make(tx)).map_err(|_| GONE.to_string())?;
         rx.await.map_err(|_| GONE.to_string())
     }
 
-    /// Starts the backend; answers once it is spawned (status `starting`) or could not be.
-    pub(super) async fn start(&self) -> Result<(), String> {
+    /// Starts the backend; answers once it is spawned (status `starting`) or could not be
+    /// (500, the instance `failed` with the reason).
+    pub(super) async fn start(&self) -> Result<()> {
         self.usage.touch();
         let result = self.ask(|reply| Command::Start { reply }).await;
         // Counted once the actor has answered, so whoever reads the new count also sees the state
         // that start produced.
         self.starts.fetch_add(1, Ordering::SeqCst);
-        result?
+        result
+            .map_err(Error::Unavailable)?
+            .map_err(|reason| self.start_failed(reason))
+    }
+
+    fn start_failed(&self, reason: String) -> Error {
+        Error::StartFailed {
+            instance: self.name.clone(),
+            reason,
+        }
     }
 
     /// Stops the backend; with `wait`, answers once the process is gone.
-    pub(super) async fn stop(&self, wait: bool) -> Result<(), String> {
+    pub(super) async fn stop(&self, wait: bool) -> std::result::Result<(), String> {
         self.ask(|reply| Command::Stop { reply, wait }).await
     }
 
-    /// Stops and starts the backend; answers once the restart has begun.
-    pub(super) async fn restart(&self) -> Result<(), String> {
+    /// Stops and starts the backend; answers once the restart has begun, or (500) at once if the
+    /// backend could not start again, leaving a running process as it is.
+    pub(super) async fn restart(&self) -> Result<()> {
         self.usage.touch();
         let result = self.ask(|reply| Command::Restart { reply }).await;
         self.starts.fetch_add(1, Ordering::SeqCst);
         result
+            .map_err(Error::Unavailable)?
+            .map_err(|reason| self.start_failed(reason))
     }
 
     /// Stops the backend and ends the actor; answers once the process is gone.

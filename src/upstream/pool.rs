@@ -41,6 +41,9 @@ pub enum SendError {
         /// The cause.
         reason: String,
     },
+    /// The path to send to is not a valid URI.
+    #[error("invalid path: {0}")]
+    Target(String),
     /// The connection failed while the request was sent or the answer read.
     #[error(transparent)]
     Http(#[from] hyper::Error),
@@ -85,8 +88,7 @@ fn reusable_for(headers: &hyper::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// Idle connections by backend port and HTTP worker (see `crate::workers`): a connection's
-/// driver runs on the worker that opened it, so it is reused there only.
+/// Idle connections by backend port and lane (see [`super::Lane`]).
 type Key = (u16, usize);
 
 #[derive(Default)]
@@ -109,9 +111,14 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// Sends `req` (origin-form URI, `Host` set by the caller) to `127.0.0.1:<port>`. The answer's
     /// body streams; its connection returns to the pool when the body has been read to the end.
-    pub async fn send(&self, port: u16, req: Request<Body>) -> Result<Response<Body>, SendError> {
-        // Computed once: the connection comes from, and goes back to, this worker's list.
-        let key = (port, crate::workers::current());
+    pub async fn send(
+        &self,
+        lane: super::Lane,
+        port: u16,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, SendError> {
+        // The connection comes from, and goes back to, this lane's list.
+        let key = (port, lane);
         let mut conn = self.checkout(key).await?;
         let resp = match conn.try_send_request(req).await {
             Ok(resp) => resp,
@@ -312,7 +319,7 @@ mod tests {
 
     async fn get(pool: &Pool, port: u16) -> String {
         let req = Request::get("/").body(Body::empty()).unwrap();
-        let resp = pool.send(port, req).await.unwrap();
+        let resp = pool.send(0, port, req).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&body).into_owned()
     }

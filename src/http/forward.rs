@@ -1,0 +1,142 @@
+//! The one path from a request to an instance's backend, for `/v1` and the instance proxy alike:
+//! the key's scope, the instance (started on demand, or used only if running), the upstream call,
+//! and the instance held in use (no eviction, no idle stop) until the answer has been sent.
+//!
+//! `/v1` bodies are forwarded byte for byte: only `model` is parsed out of them ([`model_of`]), so
+//! nothing a backend understands (and we do not) is lost or reordered. Answers stream back as they
+//! come.
+
+use super::holding::hold_while_sending;
+use super::serve;
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::upstream::{self, SendError};
+use axum::body::{Body, Bytes};
+use axum::http::{Request, Response};
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// Largest request body on `/v1` (images travel inline, base64-encoded).
+pub(crate) const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Whether a request may start the instance it goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// `/v1`: a cold instance is started (as the caller, evicting only what the caller may use)
+    /// and waited for.
+    OnDemand,
+    /// The instance proxy: only a running instance is used; 503 otherwise.
+    IfRunning,
+}
+
+/// Sends `req` to `instance`'s backend at `target` (path and query) and returns the streaming
+/// answer. 403 outside the caller's instances, before anything is looked up.
+pub(crate) async fn forward(
+    state: &AppState,
+    caller: &Caller,
+    instance: &str,
+    start: Start,
+    target: String,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    caller.ensure_instance(instance)?;
+    let (port, in_flight) = match start {
+        Start::OnDemand => {
+            let evictable = |name: &str| caller.may_use(name);
+            state
+                .supervisor
+                .acquire(instance, &caller.actor, &evictable)
+                .await
+                .map_err(|e| caller.shield(e))?
+        }
+        Start::IfRunning => state.supervisor.use_running(instance)?,
+    };
+    let resp = upstream::forward(&state.upstream, serve::current(), port, target, req)
+        .await
+        .map_err(|e| upstream_error(port, e))?;
+    Ok(hold_while_sending(resp, in_flight))
+}
+
+/// What the client is told when the backend could not be reached or the client's body stalled.
+fn upstream_error(port: u16, e: SendError) -> Error {
+    if super::connection::body_stalled(&e) {
+        Error::body_stalled()
+    } else {
+        Error::BadGateway(format!("backend on port {port} did not answer: {e}"))
+    }
+}
+
+/// The one field routing needs; serde skips the rest without building it.
+#[derive(Deserialize)]
+struct Routing<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// The instance a request body names in `model`; 400 if the body is not a JSON object or names none.
+pub(crate) fn model_of(body: &[u8]) -> Result<String> {
+    // serde would also read a struct from an array; OpenAI bodies are objects.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Error::BadRequest(
+            "invalid request body: expected a JSON object with a 'model' field".into(),
+        ));
+    }
+    let routing: Routing = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+    match routing.model {
+        Some(model) if !model.is_empty() => Ok(model.into_owned()),
+        _ => Err(Error::BadRequest(
+            "missing model name: set 'model' to an instance name".into(),
+        )),
+    }
+}
+
+/// Bodies up to this size are parsed for `model` in place; larger ones (inline images) on the
+/// blocking pool, so that other connections of the same HTTP worker are not held up meanwhile.
+const INLINE_PARSE_LIMIT: usize = 256 * 1024;
+
+/// [`model_of`], off the async thread for large bodies.
+pub(crate) async fn routed_model(body: &Bytes) -> Result<String> {
+    if body.len() <= INLINE_PARSE_LIMIT {
+        return model_of(body);
+    }
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || model_of(&body)).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_is_read_from_any_position_and_escapes_are_decoded() {
+        let body = br#"{"messages": [{"role": "user", "content": "{\"model\": \"no\"}"}], "model": "m\u002e1"}"#;
+        assert_eq!(model_of(body).unwrap(), "m.1");
+        assert_eq!(model_of(b"  {\"model\":\"a\"}\n").unwrap(), "a");
+    }
+
+    #[test]
+    fn bodies_without_a_usable_model_are_400() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"not json",
+            b"[\"m\"]",
+            b"{\"model\": \"m\"",
+            b"{\"model\": \"m\"} trailing",
+            b"{}",
+            b"{\"model\": null}",
+            b"{\"model\": \"\"}",
+            b"{\"model\": 7}",
+            b"{\"model\": \"a\", \"model\": \"b\"}",
+        ];
+        for body in cases {
+            let err = model_of(body).unwrap_err();
+            assert!(
+                matches!(err, Error::BadRequest(_)),
+                "{}: {err:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
