@@ -6,8 +6,10 @@ use crate::config::{Config, ServerConfig};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::http::connection::Limits;
+use crate::http::connection::{Limits, PerClient};
 use crate::http::{self, AppState};
+use crate::metering::Meter;
+use crate::metrics::Metrics;
 use crate::supervisor::{logs, Supervisor};
 use std::fs::File;
 use std::future::Future;
@@ -67,6 +69,7 @@ impl Application {
         // Only the digests in `auth` are needed from here on; drop the plain keys from memory.
         cfg.auth.management_keys.clear();
         cfg.auth.inference_keys.clear();
+        cfg.auth.metrics_keys.clear();
         let cfg = Arc::new(cfg);
         bootstrap::announce(&auth.first_boot(&cfg.data_dir).await?);
         let limits = connection_limits(&cfg.server);
@@ -92,13 +95,18 @@ impl Application {
         let supervisor =
             Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
         supervisor.restore().await?;
+        let metrics = Metrics::default();
+        let meter = Meter::new(metrics.clone(), cfg.log.requests);
         let state = AppState {
+            connections: PerClient::new(limits.per_client),
             cfg,
             backend,
             supervisor,
             auth,
             db,
             upstream,
+            metrics,
+            meter,
         };
         Ok(Application {
             listener,
@@ -121,6 +129,7 @@ impl Application {
         let supervisor = self.state.supervisor.clone();
         let auth = self.state.auth.clone();
         let upkeep = auth.spawn_upkeep();
+        let connections = self.state.connections.clone();
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(crate::http::serve::serve(
@@ -128,6 +137,7 @@ impl Application {
             service,
             crate::http::serve::default_count(),
             self.limits,
+            connections,
             stop_rx,
         ));
         // A server that can no longer serve ends llamactl too (stopping its children), rather

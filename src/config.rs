@@ -57,6 +57,38 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Audit and lifecycle history settings.
     pub history: HistoryConfig,
+    /// llamactl's own log.
+    pub log: LogConfig,
+}
+
+/// llamactl's own log (on stderr).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Lines for people (`text`) or one JSON object per line for machines (`json`).
+    pub format: LogFormat,
+    /// One line per inference request: key, instance, route, status, duration, tokens.
+    pub requests: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (journald, Loki, Elasticsearch).
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            requests: true,
+        }
+    }
 }
 
 /// HTTP listener settings.
@@ -86,6 +118,9 @@ pub struct ServerConfig {
     pub response_write_timeout: u64,
     /// Connections one client address may hold at once; 0 = a quarter of the open-file limit.
     pub max_connections_per_client: usize,
+    /// Serve Prometheus metrics at `/metrics` (behind a management key or a metrics key while
+    /// management auth is required).
+    pub metrics: bool,
 }
 
 /// Executables per backend type.
@@ -217,6 +252,8 @@ pub struct AuthConfig {
     pub management_keys: Vec<String>,
     /// Inference keys given in the file.
     pub inference_keys: Vec<String>,
+    /// Keys given in the file that may read `/metrics` and nothing else (for a Prometheus server).
+    pub metrics_keys: Vec<String>,
     /// Failed authentications a client (by IP) may make in a row before it gets 429.
     pub failed_auth_burst: u32,
     /// Seconds after which a limited client earns one more attempt.
@@ -241,6 +278,7 @@ impl Default for Config {
             instances: InstancesConfig::default(),
             auth: AuthConfig::default(),
             history: HistoryConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -258,6 +296,7 @@ impl Default for ServerConfig {
             request_body_timeout: 60,
             response_write_timeout: 300,
             max_connections_per_client: 0,
+            metrics: true,
         }
     }
 }
@@ -298,6 +337,7 @@ impl Default for AuthConfig {
             require_inference_auth: true,
             management_keys: Vec::new(),
             inference_keys: Vec::new(),
+            metrics_keys: Vec::new(),
             failed_auth_burst: 10,
             failed_auth_period: 6,
         }
@@ -488,6 +528,20 @@ const ENV_VARS: &[(&str, Setter)] = &[
     }),
     ("LLAMACTL_HISTORY_MAX_EVENTS", |c, v| {
         parse_into(v, &mut c.history.max_events)
+    }),
+    ("LLAMACTL_METRICS", |c, v| {
+        parse_bool_into(v, &mut c.server.metrics)
+    }),
+    ("LLAMACTL_METRICS_KEYS", |c, v| {
+        c.auth.metrics_keys = split_list(v);
+        Ok(())
+    }),
+    ("LLAMACTL_LOG_FORMAT", |c, v| {
+        c.log.format = crate::names::parse(v)?;
+        Ok(())
+    }),
+    ("LLAMACTL_LOG_REQUESTS", |c, v| {
+        parse_bool_into(v, &mut c.log.requests)
     }),
 ];
 

@@ -2,19 +2,13 @@
 
 use clap::Parser;
 use llamactl::cli::{Cli, Command};
+use llamactl::config::LogFormat;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Before anything is created: the database, logs and keys, and what backends write.
     llamactl::private_umask();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let loaded = match llamactl::config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -22,6 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    install_logging(loaded.config.log.format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,5 +46,24 @@ fn main() -> ExitCode {
             eprintln!("llamactl: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr in the configured format; `RUST_LOG` chooses what (default: `info`).
+fn install_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // One object per line, the event's fields flattened beside `message`, so a log pipeline
+        // can filter on `status` or `instance` without parsing text.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
 }

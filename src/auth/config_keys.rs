@@ -11,6 +11,7 @@ use subtle::{Choice, ConstantTimeEq};
 pub struct ConfigKeys {
     management: Vec<[u8; 32]>,
     inference: Vec<[u8; 32]>,
+    metrics: Vec<[u8; 32]>,
 }
 
 fn contains(set: &[[u8; 32]], probe: &[u8; 32]) -> bool {
@@ -26,12 +27,18 @@ impl ConfigKeys {
         ConfigKeys {
             management: cfg.management_keys.iter().map(|k| digest(k)).collect(),
             inference: cfg.inference_keys.iter().map(|k| digest(k)).collect(),
+            metrics: cfg.metrics_keys.iter().map(|k| digest(k)).collect(),
         }
     }
 
     /// True if the file gives at least one management key.
     pub fn has_management(&self) -> bool {
         !self.management.is_empty()
+    }
+
+    /// True if the key with this digest is a configured metrics key (it reads `/metrics` only).
+    pub fn is_metrics(&self, probe: &[u8; 32]) -> bool {
+        contains(&self.metrics, probe)
     }
 
     /// The kind of the configured key with this digest, if there is one.
@@ -55,8 +62,16 @@ mod tests {
         let keys = ConfigKeys::from_config(&AuthConfig {
             management_keys: vec!["m-key".into()],
             inference_keys: vec!["i-key".into()],
+            metrics_keys: vec!["p-key".into()],
             ..AuthConfig::default()
         });
+        assert!(keys.is_metrics(&digest("p-key")));
+        assert!(!keys.is_metrics(&digest("m-key")));
+        assert_eq!(
+            keys.find(&digest("p-key")),
+            None,
+            "a metrics key is no API key"
+        );
         assert!(keys.has_management());
         assert_eq!(keys.find(&digest("m-key")), Some(KeyKind::Management));
         assert_eq!(keys.find(&digest("i-key")), Some(KeyKind::Inference));

@@ -135,6 +135,20 @@ impl Auth {
         Ok(caller)
     }
 
+    /// Decides whether a request may read `/metrics`: one of the configured metrics keys, or
+    /// whatever [`Auth::authorize`] lets use the management API (open while that needs no key).
+    pub async fn authorize_metrics(&self, headers: &HeaderMap, addr: Option<IpAddr>) -> Result<()> {
+        if self.inner.require_management {
+            let presented = token::presented_key(headers).filter(|k| !k.is_empty());
+            if presented.is_some_and(|k| self.inner.config_keys.is_metrics(&hash::digest(k))) {
+                return Ok(());
+            }
+        }
+        self.authorize(headers, Scope::Management, addr)
+            .await
+            .map(drop)
+    }
+
     /// The key presented and who holds it: a configuration key or a verified key in the cache,
     /// which cost a digest; else, unless the client's budget of failures is spent, a stored key
     /// verified now.

@@ -1,16 +1,18 @@
 //! The one path from a request to an instance's backend, for `/v1` and the instance proxy alike:
 //! the key's scope, the instance (started on demand, or used only if running), the upstream call,
-//! and the instance held in use (no eviction, no idle stop) until the answer has been sent.
+//! and the instance held in use (no eviction, no idle stop) until the answer has been sent. Each
+//! request routed here is metered (see [`crate::metering`]), whatever its outcome.
 //!
 //! `/v1` bodies are forwarded byte for byte: only `model` is parsed out of them ([`model_of`]), so
 //! nothing a backend understands (and we do not) is lost or reordered. Answers stream back as they
 //! come.
 
-use super::holding::hold_while_sending;
 use super::serve;
 use super::AppState;
+use crate::activity;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::metering::{Exchange, Metered, Outcome};
 use crate::upstream::{self, SendError};
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
@@ -41,21 +43,43 @@ pub(crate) async fn forward(
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     caller.ensure_instance(instance)?;
-    let (port, in_flight) = match start {
+    let route = activity::classify(req.method(), &target);
+    let instance_metrics = state
+        .supervisor
+        .instance(instance)
+        .ok()
+        .map(|inst| inst.metrics().clone());
+    let exchange = state
+        .meter
+        .begin(&caller.actor, instance, route, instance_metrics);
+    let acquired = match start {
         Start::OnDemand => {
             let evictable = |name: &str| caller.may_use(name);
             state
                 .supervisor
                 .acquire(instance, &caller.actor, &evictable)
                 .await
-                .map_err(|e| caller.shield(e))?
+                .map_err(|e| caller.shield(e))
         }
-        Start::IfRunning => state.supervisor.use_running(instance)?,
+        Start::IfRunning => state.supervisor.use_running(instance),
     };
-    let resp = upstream::forward(&state.upstream, serve::current(), port, target, req)
-        .await
-        .map_err(|e| upstream_error(port, e))?;
-    Ok(hold_while_sending(resp, in_flight))
+    let (port, in_flight) = match acquired {
+        Ok(acquired) => acquired,
+        Err(e) => return Err(refused(exchange, e)),
+    };
+    match upstream::forward(&state.upstream, serve::current(), port, target, req).await {
+        Ok(resp) => Ok(Metered::wrap(resp, exchange, in_flight)),
+        Err(e) => Err(refused(exchange, upstream_error(port, e))),
+    }
+}
+
+/// Counts an exchange that ended without an answer from the backend, with the error's status.
+fn refused(exchange: Exchange, e: Error) -> Error {
+    exchange.finish(Outcome {
+        status: e.status().as_u16(),
+        ..Outcome::default()
+    });
+    e
 }
 
 /// What the client is told when the backend could not be reached or the client's body stalled.

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use crate::auth::{Caller, Scope};
+use crate::error::Error;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -42,7 +43,19 @@ pub async fn authenticate(
         .auth
         .authorize(headers, scope, addr)
         .await
-        .map_err(IntoResponse::into_response)
+        .map_err(|e| refusal(state, e))
+}
+
+/// The response for a refused request, counted in the metrics by its kind.
+pub fn refusal(state: &AppState, e: Error) -> Response {
+    match &e {
+        Error::Unauthorized(_) | Error::Forbidden(_) => {
+            state.metrics.auth_failed(e.status().as_u16())
+        }
+        Error::TooManyRequests { .. } => state.metrics.auth_rate_limited(),
+        _ => {}
+    }
+    e.into_response()
 }
 
 /// The peer's IP, with IPv4-mapped IPv6 addresses folded to IPv4 so one client is one address.

@@ -1,20 +1,10 @@
-//! A response body that keeps something alive until it has been sent: the instance's in-flight
-//! count while a backend's answer streams, or a connection's write deadline while it is answered.
+//! A response body that keeps something alive until it has been sent: a connection's write
+//! deadline while it is answered. (A backend's answer is held by `metering::Metered`.)
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::Response;
 use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-/// Keeps `token` alive while `resp`'s body is being sent: until its last frame, or until it is
-/// dropped (the client went away). Size hints pass through, so a `Content-Length` stays one.
-pub fn hold_while_sending<T>(resp: Response<Body>, token: T) -> Response<Body>
-where
-    T: Send + Unpin + 'static,
-{
-    resp.map(|inner| Body::new(Holding::new(inner, Some(token))))
-}
 
 /// A body that drops its token at its end (its last frame or an error), or when it is dropped.
 pub(crate) struct Holding<T> {
@@ -62,10 +52,11 @@ mod tests {
     async fn the_token_lives_until_the_body_is_read_or_dropped() {
         use http_body_util::BodyExt;
         let token = std::sync::Arc::new(());
-        let resp = hold_while_sending(Response::new(Body::from("abc")), token.clone());
-        assert_eq!(resp.body().size_hint().exact(), Some(3));
+        let held = |token| Body::new(Holding::new(Body::from("abc"), Some(token)));
+        let resp = held(token.clone());
+        assert_eq!(resp.size_hint().exact(), Some(3));
         assert_eq!(std::sync::Arc::strong_count(&token), 2, "held while unsent");
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let bytes = resp.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"abc");
         assert_eq!(
             std::sync::Arc::strong_count(&token),
@@ -73,8 +64,7 @@ mod tests {
             "released at the end"
         );
 
-        let resp = hold_while_sending(Response::new(Body::from("abc")), token.clone());
-        drop(resp);
+        drop(held(token.clone()));
         assert_eq!(std::sync::Arc::strong_count(&token), 1, "released on drop");
     }
 }

@@ -9,6 +9,7 @@ mod history;
 mod holding;
 mod instances;
 mod keys;
+mod metrics;
 mod openai;
 pub mod openapi;
 mod proxy;
@@ -20,6 +21,8 @@ use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
+use crate::metering::Meter;
+use crate::metrics::Metrics;
 use crate::supervisor::Supervisor;
 use crate::upstream::Pool;
 use axum::extract::DefaultBodyLimit;
@@ -27,6 +30,7 @@ use axum::http::{HeaderValue, Method};
 use axum::routing::{any, post};
 use axum::{middleware, Router};
 use browser::{BrowserGuard, BrowserGuardLayer};
+use connection::PerClient;
 use proxy::ProxyFirst;
 use std::sync::Arc;
 use tower::ServiceBuilder;
@@ -52,6 +56,12 @@ pub struct AppState {
     pub db: Db,
     /// Pooled client for backends.
     pub upstream: Pool,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Measures each inference request.
+    pub meter: Meter,
+    /// Client connections open now, per address.
+    pub(crate) connections: Arc<PerClient>,
 }
 
 /// The router: every route. Each handler but the proxy's is registered with its `#[utoipa::path]`
@@ -103,7 +113,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/instances/{name}/proxy", any(proxy::route))
         .route("/api/v1/instances/{name}/proxy/{*rest}", any(proxy::route));
 
-    let (routes, described) = management.merge(inference).split_for_parts();
+    // `/metrics` checks its keys itself: a metrics key reads it and nothing else.
+    let metrics = if state.cfg.server.metrics {
+        OpenApiRouter::new().routes(routes!(metrics::metrics))
+    } else {
+        OpenApiRouter::new()
+    };
+
+    let (routes, described) = management.merge(inference).merge(metrics).split_for_parts();
     let swagger = state
         .cfg
         .server

@@ -196,7 +196,8 @@ pub fn document(routes: Document, cfg: &Config) -> Value {
     api.merge(routes);
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
     for (path, item) in api.paths.paths.iter_mut() {
-        let management = path.starts_with("/api/");
+        // `/metrics` takes the management API's keys (and the metrics keys).
+        let management = path.starts_with("/api/") || path == "/metrics";
         // llama-server's answers pass through these unchanged, whatever their status and type.
         let passthrough =
             path.contains("/proxy/") || (path.starts_with("/v1/") && path != "/v1/models");

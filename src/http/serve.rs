@@ -78,6 +78,7 @@ pub async fn serve<S: HttpService>(
     svc: S,
     count: usize,
     limits: Limits,
+    per_client: Arc<PerClient>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut feeds = Vec::with_capacity(count);
@@ -95,7 +96,7 @@ pub async fn serve<S: HttpService>(
         feeds.push(tx);
         ended.push(finished);
     }
-    accept(&listener, &feeds, PerClient::new(limits.per_client), stop).await;
+    accept(&listener, &feeds, per_client, stop).await;
     drop(feeds);
     for finished in ended {
         match finished.await {
@@ -245,7 +246,14 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
         let limits = Limits::new(&crate::config::ServerConfig::default(), 1024);
-        let server = tokio::spawn(serve(listener, app, 3, limits, stop_rx));
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            3,
+            limits,
+            PerClient::new(limits.per_client),
+            stop_rx,
+        ));
 
         let mut workers = Vec::new();
         for _ in 0..6 {

@@ -130,6 +130,7 @@ impl InstanceActor {
     }
 
     async fn record(&self, event: Event, detail: Option<&str>) {
+        self.inst.metrics().lifecycle(event);
         if let Err(e) = self
             .shared
             .db
@@ -368,6 +369,7 @@ impl InstanceActor {
             return;
         }
         let took = self.spawned_at.elapsed();
+        self.inst.metrics().started_in(took);
         self.ready_at = Some(Instant::now());
         self.shared.idle_wake.notify_one();
         let port = self.inst.snapshot().port.unwrap_or_default();

@@ -6,6 +6,7 @@ use super::usage::{InFlight, Usage};
 use crate::db::instances::Desired;
 use crate::definitions::InstanceSpec;
 use crate::error::{Error, Result};
+use crate::metrics::InstanceMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -24,6 +25,8 @@ pub struct Handle {
     state: watch::Sender<RuntimeState>,
     cmd: mpsc::UnboundedSender<Command>,
     usage: Usage,
+    /// What it has served and been through, for `/metrics`; goes with the instance.
+    metrics: Arc<InstanceMetrics>,
     /// Starts and restarts answered so far: lets a request tell whether someone else started the
     /// instance since it last looked, so concurrent cold requests share one start.
     starts: AtomicU64,
@@ -50,6 +53,7 @@ impl Handle {
             state,
             cmd,
             usage: Usage::new(),
+            metrics: Arc::default(),
             starts: AtomicU64::new(0),
         };
         (inst, rx)
@@ -96,6 +100,16 @@ impl Handle {
     /// Requests in flight and last use.
     pub(super) fn usage(&self) -> &Usage {
         &self.usage
+    }
+
+    /// Requests in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.usage.in_flight()
+    }
+
+    /// Its counters and histograms.
+    pub fn metrics(&self) -> &Arc<InstanceMetrics> {
+        &self.metrics
     }
 
     /// Counts one request as in flight until the returned guard is dropped.

@@ -181,6 +181,9 @@ impl Supervisor {
     }
 
     async fn record(&self, instance: &str, event: Event, actor: &Actor, detail: Option<&str>) {
+        if let Ok(inst) = self.instance(instance) {
+            inst.metrics().lifecycle(event);
+        }
         if let Err(e) = self
             .shared
             .db

@@ -145,6 +145,7 @@ impl Supervisor {
             Some("on demand, by an inference request"),
         )
         .await;
+        inst.metrics().on_demand_start();
         // A spawn failure shows as `failed` with its reason, which the waiting loop reports.
         if let Err(e) = inst.start().await {
             tracing::warn!(instance = %inst.name, error = %e, "on-demand start failed");

@@ -59,8 +59,7 @@ impl Usage {
     }
 
     /// Requests in flight right now.
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    pub(super) fn in_flight(&self) -> usize {
         self.lock().in_flight
     }
 

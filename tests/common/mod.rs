@@ -195,7 +195,12 @@ impl TestServer {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
+                        // The address ends where the text line or the JSON string does.
+                        let addr: String = addr
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                            .collect();
+                        let _ = tx.send(addr);
                     }
                 }
                 let mut out = sink.lock().unwrap();

@@ -72,6 +72,11 @@ impl PerClient {
         None
     }
 
+    /// Connections open now, from every address.
+    pub(crate) fn total(&self) -> usize {
+        self.lock().open.values().sum()
+    }
+
     /// Connections `ip` holds now.
     #[cfg(test)]
     fn open(&self, ip: IpAddr) -> usize {
@@ -104,6 +109,7 @@ mod tests {
         let _second = limit.admit(a).expect("second");
         assert!(limit.admit(a).is_none(), "over the cap");
         let _other = limit.admit(b).expect("another address is apart");
+        assert_eq!(limit.total(), 3);
         drop(first);
         assert_eq!(limit.open(a), 1);
         assert!(

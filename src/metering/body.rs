@@ -1,0 +1,106 @@
+//! The answer's body on its way to the client: every frame is passed on as it arrives (nothing is
+//! buffered or re-encoded); its end is copied into a small [`Tail`] for the token counts, and the
+//! exchange is counted when the last frame has gone, or when the client left.
+
+use super::{Exchange, Outcome, Tail};
+use crate::activity::Route;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, Response};
+use hyper::body::{Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A metered answer body; it also holds `token` (the instance's in-flight count) until its end.
+pub(crate) struct Metered<T> {
+    inner: Body,
+    exchange: Option<Exchange>,
+    token: Option<T>,
+    outcome: Outcome,
+    /// `None` where the answer cannot carry token counts (reads: health, props, models).
+    tail: Option<Tail>,
+}
+
+impl<T: Send + Unpin + 'static> Metered<T> {
+    /// `resp` with its body metered for `exchange`, holding `token` until the body's end.
+    pub(crate) fn wrap(resp: Response<Body>, exchange: Exchange, token: T) -> Response<Body> {
+        let streamed = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let outcome = Outcome {
+            status: resp.status().as_u16(),
+            streamed,
+            ..Outcome::default()
+        };
+        let tail = (exchange.route() != Route::Read).then(Tail::default);
+        resp.map(|inner| {
+            Body::new(Metered {
+                inner,
+                exchange: Some(exchange),
+                token: Some(token),
+                outcome,
+                tail,
+            })
+        })
+    }
+}
+
+impl<T> Metered<T> {
+    /// Counts the exchange once, and lets go of the token.
+    fn end(&mut self) {
+        self.token = None;
+        if let Some(exchange) = self.exchange.take() {
+            if let Some(tail) = &self.tail {
+                self.outcome.tokens = tail.tokens();
+            }
+            exchange.finish(self.outcome);
+        }
+    }
+}
+
+impl<T: Unpin> HttpBody for Metered<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if this.outcome.first_byte.is_none() && !data.is_empty() {
+                        this.outcome.first_byte = this.exchange.as_ref().map(Exchange::elapsed);
+                    }
+                    if let Some(tail) = &mut this.tail {
+                        tail.push(data);
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.end();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.end(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<T> Drop for Metered<T> {
+    fn drop(&mut self) {
+        // The client left before the end (or the answer was never polled): counted as it stands.
+        self.end();
+    }
+}

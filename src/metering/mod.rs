@@ -1,0 +1,131 @@
+//! Measures each inference exchange (a request routed to an instance, and its answer): how long it
+//! took, how long until the answer's first byte, the status the client got, and the tokens the
+//! backend reported. The answer streams through untouched ([`Metered`]); when it has been sent (or
+//! the client left), the exchange is counted once: in the instance's and the key's metrics, and
+//! in the request log.
+
+mod body;
+mod tokens;
+
+pub(crate) use body::Metered;
+pub use tokens::{Tail, Tokens};
+
+use crate::activity::Route;
+use crate::audit::Actor;
+use crate::metrics::{InstanceMetrics, KeyLabels, Metrics};
+use crate::names;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where finished exchanges are counted; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    metrics: Metrics,
+    log_requests: bool,
+}
+
+impl Meter {
+    /// Counts into `metrics`, and logs one line per exchange when `log_requests`.
+    pub fn new(metrics: Metrics, log_requests: bool) -> Self {
+        Meter {
+            metrics,
+            log_requests,
+        }
+    }
+
+    /// Starts measuring a request by `caller` to `instance` (whose metrics, if it exists, are
+    /// `instance_metrics`).
+    pub(crate) fn begin(
+        &self,
+        caller: &Actor,
+        instance: &str,
+        route: Route,
+        instance_metrics: Option<Arc<InstanceMetrics>>,
+    ) -> Exchange {
+        Exchange {
+            meter: self.clone(),
+            started: Instant::now(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            key: KeyLabels {
+                key_id: caller.key_id.clone().unwrap_or_default(),
+                key_name: caller.name.clone(),
+            },
+            client: caller.addr,
+            instance: instance.to_string(),
+            route,
+            instance_metrics,
+        }
+    }
+}
+
+/// One request being measured; counted once, by [`Exchange::finish`].
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    meter: Meter,
+    started: Instant,
+    at_ms: i64,
+    key: KeyLabels,
+    client: Option<IpAddr>,
+    instance: String,
+    route: Route,
+    instance_metrics: Option<Arc<InstanceMetrics>>,
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Outcome {
+    /// The status the client got.
+    pub(crate) status: u16,
+    /// Time to the first byte of the answer's body, if one was sent.
+    pub(crate) first_byte: Option<Duration>,
+    /// What the backend said the request cost.
+    pub(crate) tokens: Tokens,
+    /// Whether the answer was a server-sent-event stream.
+    pub(crate) streamed: bool,
+}
+
+impl Exchange {
+    /// The route class being measured.
+    pub(crate) fn route(&self) -> Route {
+        self.route
+    }
+
+    /// Time since the request arrived.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Counts the exchange: instance and key metrics, and the request log line.
+    pub(crate) fn finish(self, outcome: Outcome) {
+        let duration = self.started.elapsed();
+        let Outcome {
+            status,
+            first_byte,
+            tokens,
+            streamed,
+        } = outcome;
+        if let Some(m) = &self.instance_metrics {
+            m.request(self.route, status, duration, first_byte, tokens);
+        }
+        self.meter.metrics.key_request(&self.key, tokens);
+        if self.meter.log_requests {
+            tracing::info!(
+                target: "llamactl::request",
+                key_id = %self.key.key_id,
+                key = %self.key.key_name,
+                instance = %self.instance,
+                route = %names::name_of(&self.route),
+                status,
+                duration_ms = duration.as_millis() as u64,
+                first_byte_ms = first_byte.map(|d| d.as_millis() as u64),
+                prompt_tokens = tokens.prompt,
+                completion_tokens = tokens.completion,
+                streamed,
+                client = self.client.map(tracing::field::display),
+                at_ms = self.at_ms,
+                "inference request"
+            );
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Token counts read from the end of a backend's answer, without buffering or re-encoding it.
+//!
+//! llama-server reports what a request cost near the end of its answer: a non-streamed answer
+//! ends with `"usage":{...}` and `"timings":{...}`; a streamed one ends with a last event that
+//! carries them, before `data: [DONE]`; the native `/completion` says `tokens_evaluated` and
+//! `tokens_predicted`. So only the last few KiB of an answer are kept (copied, so no buffer of the
+//! connection is held on to), and read once, when the answer has been sent.
+
+use serde::Deserialize;
+
+/// How much of an answer's end is kept. The last event of a stream (the final message, `usage`
+/// and `timings`) is about 1 KiB; a non-streamed answer puts `usage` within its last few hundred
+/// bytes.
+const TAIL: usize = 16 * 1024;
+
+/// What a request cost, as the backend said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt tokens (evaluated input).
+    pub prompt: Option<u64>,
+    /// Completion tokens (generated output).
+    pub completion: Option<u64>,
+}
+
+/// The last [`TAIL`] bytes of an answer, kept as it passes.
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Vec<u8>,
+}
+
+impl Tail {
+    /// Keeps the end of `chunk`. Amortised: the kept bytes are moved down only when the buffer has
+    /// grown to twice the tail.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let chunk = &chunk[chunk.len().saturating_sub(TAIL)..];
+        if self.buf.len() + chunk.len() > 2 * TAIL {
+            let keep = TAIL.saturating_sub(chunk.len());
+            let from = self.buf.len().saturating_sub(keep);
+            self.buf.drain(..from);
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The token counts the answer's end reports, if any.
+    pub fn tokens(&self) -> Tokens {
+        tokens_in(&self.buf)
+    }
+}
+
+/// OpenAI's `usage` object.
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+/// llama-server's `timings` object.
+#[derive(Deserialize)]
+struct Timings {
+    prompt_n: Option<u64>,
+    predicted_n: Option<u64>,
+}
+
+/// The last report in `text`: `usage`, else `timings`, else the native counters.
+fn tokens_in(text: &[u8]) -> Tokens {
+    if let Some(usage) = last_value::<Usage>(text, b"\"usage\"") {
+        if usage.prompt_tokens.is_some() || usage.completion_tokens.is_some() {
+            return Tokens {
+                prompt: usage.prompt_tokens,
+                completion: usage.completion_tokens,
+            };
+        }
+    }
+    if let Some(timings) = last_value::<Timings>(text, b"\"timings\"") {
+        return Tokens {
+            prompt: timings.prompt_n,
+            completion: timings.predicted_n,
+        };
+    }
+    Tokens {
+        prompt: last_value::<u64>(text, b"\"tokens_evaluated\""),
+        completion: last_value::<u64>(text, b"\"tokens_predicted\""),
+    }
+}
+
+/// The value of the last `key` in `text` that parses as a `T`. A key can only match where it
+/// really is one: inside a JSON string its quotes would be escaped.
+fn last_value<T: for<'de> Deserialize<'de>>(text: &[u8], key: &[u8]) -> Option<T> {
+    let mut end = text.len();
+    while let Some(at) = find_last(&text[..end], key) {
+        end = at;
+        let rest = text[at + key.len()..].trim_ascii_start();
+        let Some(rest) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        // One value, then stop: whatever follows it is not read.
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+        if let Some(Ok(value)) = values.next() {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail_of(parts: &[&[u8]]) -> Tokens {
+        let mut tail = Tail::default();
+        for part in parts {
+            tail.push(part);
+        }
+        tail.tokens()
+    }
+
+    #[test]
+    fn a_non_streamed_answer_reports_its_usage() {
+        let body = br#"{"choices":[{"message":{"content":"say \"usage\":{\"prompt_tokens\":999}"}}],"usage":{"completion_tokens":7,"prompt_tokens":12,"total_tokens":19},"id":"x","timings":{"prompt_n":1,"predicted_n":2}}"#;
+        assert_eq!(
+            tail_of(&[body]),
+            Tokens {
+                prompt: Some(12),
+                completion: Some(7)
+            }
+        );
+    }
+
+    #[test]
+    fn a_stream_reports_its_last_event_split_across_chunks() {
+        let events: &[&[u8]] = &[
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"timings\":{\"prompt_n\":5,\"pre",
+            b"dicted_n\":1}}\n\n",
+            b"data: {\"choices\":[{\"delta\":{}, \"finish_reason\":\"stop\"}],\"usage\": {\"completion_tokens\":3,\"prompt_to",
+            b"kens\":5},\"timings\":{\"prompt_n\":5,\"predicted_n\":3}}\n\ndata: [DONE]\n\n",
+        ];
+        assert_eq!(
+            tail_of(events),
+            Tokens {
+                prompt: Some(5),
+                completion: Some(3)
+            }
+        );
+    }
+
+    #[test]
+    fn timings_and_native_counters_are_used_without_usage() {
+        let stream = b"data: {\"timings\":{\"prompt_n\":4,\"predicted_n\":9}}\n\n";
+        assert_eq!(
+            tail_of(&[stream]),
+            Tokens {
+                prompt: Some(4),
+                completion: Some(9)
+            }
+        );
+        let native = br#"{"content":"x","tokens_predicted":6,"tokens_evaluated":11,"stop":true}"#;
+        assert_eq!(
+            tail_of(&[native]),
+            Tokens {
+                prompt: Some(11),
+                completion: Some(6)
+            }
+        );
+        assert_eq!(tail_of(&[b"{\"data\":[0.1,0.2]}"]), Tokens::default());
+        assert_eq!(tail_of(&[b"\"usage\": oops"]), Tokens::default());
+    }
+
+    #[test]
+    fn only_the_end_of_a_long_answer_is_kept() {
+        let mut tail = Tail::default();
+        let filler = vec![b'x'; 5000];
+        for _ in 0..100 {
+            tail.push(&filler);
+            assert!(tail.buf.len() <= 2 * TAIL);
+        }
+        tail.push(br#","usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
+        assert_eq!(
+            tail.tokens(),
+            Tokens {
+                prompt: Some(1),
+                completion: Some(2)
+            }
+        );
+        let huge = vec![b'y'; 3 * TAIL];
+        tail.push(&huge);
+        assert!(tail.buf.len() <= 2 * TAIL);
+        assert_eq!(tail.tokens(), Tokens::default());
+    }
+}
