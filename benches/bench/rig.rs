@@ -30,12 +30,19 @@ pub enum Via {
     Baseline,
     /// To llamactl at the path as written (the OpenAI-compatible `/v1/...` routes).
     Llamactl,
+    /// Through the proxy of a llamactl with metering off (only for the metering scenario).
+    Unmetered,
+    /// To the `/v1` routes of a llamactl with metering off.
+    UnmeteredV1,
 }
 
 impl Via {
     /// llamactl is the thing under test on this side (the others are yardsticks).
     pub fn is_llamactl(self) -> bool {
-        matches!(self, Via::Proxy | Via::Llamactl | Via::Baseline)
+        matches!(
+            self,
+            Via::Proxy | Via::Llamactl | Via::Baseline | Via::Unmetered | Via::UnmeteredV1
+        )
     }
 }
 
@@ -51,6 +58,8 @@ pub struct Rig {
     pub backend: SocketAddr,
     /// Another llamactl build with its own instance, to compare with (`BENCH_BASELINE`).
     pub baseline: Option<Llamactl>,
+    /// The same build with metering off, with its own instance (for the metering scenario).
+    pub unmetered: Option<Llamactl>,
     // Last: dropped after the processes that use it have stopped.
     /// Temp dir for data, configs and logs.
     pub tmp: tempfile::TempDir,
@@ -69,8 +78,19 @@ pub fn instance_options(opts: &Opts) -> Value {
 
 /// Starts the llamactl `binary` in `dir` with the instance on a fixed free port; waits until it runs.
 async fn managed(opts: &Opts, binary: &Path, dir: &Path) -> (Llamactl, u16) {
+    managed_with(opts, binary, dir, |yaml| yaml).await
+}
+
+/// [`managed`], with the config edited by `edit`.
+async fn managed_with(
+    opts: &Opts,
+    binary: &Path,
+    dir: &Path,
+    edit: impl FnOnce(String) -> String,
+) -> (Llamactl, u16) {
     let port = procs::free_port();
-    let llamactl = Llamactl::start(binary, dir, &opts.llama_server, [port, port]);
+    let yaml = edit(Llamactl::config(dir, &opts.llama_server, [port, port]));
+    let llamactl = Llamactl::start_yaml(binary, dir, &yaml);
     let mut body = instance_options(opts);
     body["port"] = json!(port);
     llamactl.create(INSTANCE, body).await;
@@ -96,6 +116,17 @@ impl Rig {
             Some(binary) => Some(managed(&opts, binary, &tmp.path().join("baseline")).await.0),
             None => None,
         };
+        let unmetered = match opts.wants("metering") {
+            true => {
+                let dir = tmp.path().join("unmetered");
+                let off = |yaml: String| {
+                    yaml.replacen("  port: 0\n", "  port: 0\n  metrics: false\n", 1)
+                        + "log:\n  requests: false\n"
+                };
+                Some(managed_with(&opts, &Llamactl::built(), &dir, off).await.0)
+            }
+            false => None,
+        };
         let backend: SocketAddr = format!("127.0.0.1:{port}")
             .parse()
             .expect("loopback address");
@@ -106,6 +137,7 @@ impl Rig {
             nginx,
             backend,
             baseline,
+            unmetered,
             tmp,
         }
     }
@@ -123,6 +155,12 @@ impl Rig {
         out
     }
 
+    fn unmetered(&self) -> &Llamactl {
+        self.unmetered
+            .as_ref()
+            .expect("metering side without the unmetered llamactl")
+    }
+
     /// Where `req` goes on side `via`, with the inference key on llamactl's sides.
     pub fn target(&self, via: Via, req: &Req) -> Target {
         let proxied = || format!("/api/v1/instances/{INSTANCE}/proxy{}", req.path);
@@ -138,6 +176,8 @@ impl Rig {
                 (baseline.addr, proxied())
             }
             Via::Llamactl => (self.llamactl.addr, req.path.clone()),
+            Via::Unmetered => (self.unmetered().addr, proxied()),
+            Via::UnmeteredV1 => (self.unmetered().addr, req.path.clone()),
         };
         Target {
             addr,

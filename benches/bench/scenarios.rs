@@ -10,6 +10,7 @@ use crate::auth;
 use crate::client::Req;
 use crate::cold_start;
 use crate::memory;
+use crate::metering;
 use crate::rig::Via;
 use crate::rig::INSTANCE;
 use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, NGINX, PROXY};
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 
 /// A short chat request; `model` names the instance, so llamactl's `/v1` routing can use it too
 /// (llama-server ignores it).
-fn chat(max_tokens: u32, stream: bool) -> Value {
+pub fn chat(max_tokens: u32, stream: bool) -> Value {
     json!({
         "model": INSTANCE,
         "messages": [{"role": "user", "content": "Name a colour."}],
@@ -56,6 +57,7 @@ pub fn all() -> Vec<Scenario> {
             req: Req::post_json("/v1/chat/completions", &chat(32, true)),
             sides: vec![DIRECT, PROXY, V1],
         }),
+        Scenario::Custom("metering: on vs off", metering::on_vs_off),
         Scenario::Custom(
             "auth: GET /v1/models, auth off / 1 key / 1,000 keys",
             auth::keys,

@@ -44,11 +44,10 @@ pub(crate) async fn forward(
 ) -> Result<Response<Body>> {
     caller.ensure_instance(instance)?;
     let route = activity::classify(req.method(), &target);
-    let instance_metrics = state
-        .supervisor
-        .instance(instance)
-        .ok()
-        .map(|inst| inst.metrics().clone());
+    let instance_metrics = || {
+        let inst = state.supervisor.instance(instance).ok()?;
+        Some(inst.metrics().clone())
+    };
     let exchange = state
         .meter
         .begin(&caller.actor, instance, route, instance_metrics);
@@ -74,11 +73,13 @@ pub(crate) async fn forward(
 }
 
 /// Counts an exchange that ended without an answer from the backend, with the error's status.
-fn refused(exchange: Exchange, e: Error) -> Error {
-    exchange.finish(Outcome {
-        status: e.status().as_u16(),
-        ..Outcome::default()
-    });
+fn refused(exchange: Option<Exchange>, e: Error) -> Error {
+    if let Some(exchange) = exchange {
+        exchange.finish(Outcome {
+            status: e.status().as_u16(),
+            ..Outcome::default()
+        });
+    }
     e
 }
 

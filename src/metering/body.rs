@@ -21,8 +21,13 @@ pub(crate) struct Metered<T> {
 }
 
 impl<T: Send + Unpin + 'static> Metered<T> {
-    /// `resp` with its body metered for `exchange`, holding `token` until the body's end.
-    pub(crate) fn wrap(resp: Response<Body>, exchange: Exchange, token: T) -> Response<Body> {
+    /// `resp` with its body metered for `exchange` (if metering is on), holding `token` until the
+    /// body's end.
+    pub(crate) fn wrap(
+        resp: Response<Body>,
+        exchange: Option<Exchange>,
+        token: T,
+    ) -> Response<Body> {
         let streamed = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -33,11 +38,14 @@ impl<T: Send + Unpin + 'static> Metered<T> {
             streamed,
             ..Outcome::default()
         };
-        let tail = (exchange.route() != Route::Read).then(Tail::default);
+        let tail = exchange
+            .as_ref()
+            .filter(|e| e.route() != Route::Read)
+            .map(|_| Tail::default());
         resp.map(|inner| {
             Body::new(Metered {
                 inner,
-                exchange: Some(exchange),
+                exchange,
                 token: Some(token),
                 outcome,
                 tail,
@@ -72,7 +80,10 @@ impl<T: Unpin> HttpBody for Metered<T> {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    if this.outcome.first_byte.is_none() && !data.is_empty() {
+                    if this.outcome.first_byte.is_none()
+                        && !data.is_empty()
+                        && this.exchange.is_some()
+                    {
                         this.outcome.first_byte = this.exchange.as_ref().map(Exchange::elapsed);
                     }
                     if let Some(tail) = &mut this.tail {

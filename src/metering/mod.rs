@@ -21,29 +21,39 @@ use std::time::{Duration, Instant};
 /// Where finished exchanges are counted; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Meter {
-    metrics: Metrics,
+    /// `None` while `/metrics` is off: nobody could read the counts.
+    metrics: Option<Metrics>,
     log_requests: bool,
 }
 
 impl Meter {
-    /// Counts into `metrics`, and logs one line per exchange when `log_requests`.
-    pub fn new(metrics: Metrics, log_requests: bool) -> Self {
+    /// Counts into `metrics` (if any), and logs one line per exchange when `log_requests`.
+    pub fn new(metrics: Option<Metrics>, log_requests: bool) -> Self {
         Meter {
             metrics,
             log_requests,
         }
     }
 
+    /// True if a finished exchange goes anywhere; if not, nothing is measured at all.
+    fn is_on(&self) -> bool {
+        self.metrics.is_some() || self.log_requests
+    }
+
     /// Starts measuring a request by `caller` to `instance` (whose metrics, if it exists, are
-    /// `instance_metrics`).
+    /// `instance_metrics`); `None` when metering is off.
     pub(crate) fn begin(
         &self,
         caller: &Actor,
         instance: &str,
         route: Route,
-        instance_metrics: Option<Arc<InstanceMetrics>>,
-    ) -> Exchange {
-        Exchange {
+        instance_metrics: impl FnOnce() -> Option<Arc<InstanceMetrics>>,
+    ) -> Option<Exchange> {
+        if !self.is_on() {
+            return None;
+        }
+        let instance_metrics = self.metrics.as_ref().and_then(|_| instance_metrics());
+        Some(Exchange {
             meter: self.clone(),
             started: Instant::now(),
             at_ms: chrono::Utc::now().timestamp_millis(),
@@ -55,7 +65,7 @@ impl Meter {
             instance: instance.to_string(),
             route,
             instance_metrics,
-        }
+        })
     }
 }
 
@@ -108,7 +118,9 @@ impl Exchange {
         if let Some(m) = &self.instance_metrics {
             m.request(self.route, status, duration, first_byte, tokens);
         }
-        self.meter.metrics.key_request(&self.key, tokens);
+        if let Some(metrics) = &self.meter.metrics {
+            metrics.key_request(&self.key, tokens);
+        }
         if self.meter.log_requests {
             tracing::info!(
                 target: "llamactl::request",

@@ -61,7 +61,9 @@ struct Timings {
     predicted_n: Option<u64>,
 }
 
-/// The last report in `text`: `usage`, else `timings`, else the native counters.
+/// The last report in `text`: `usage`, else the native counters, else `timings`. `timings` comes
+/// last because its `prompt_n` leaves out the prompt tokens served from the cache, while the
+/// others count the whole prompt, as OpenAI's `prompt_tokens` does.
 fn tokens_in(text: &[u8]) -> Tokens {
     if let Some(usage) = last_value::<Usage>(text, b"\"usage\"") {
         if usage.prompt_tokens.is_some() || usage.completion_tokens.is_some() {
@@ -71,15 +73,19 @@ fn tokens_in(text: &[u8]) -> Tokens {
             };
         }
     }
-    if let Some(timings) = last_value::<Timings>(text, b"\"timings\"") {
-        return Tokens {
-            prompt: timings.prompt_n,
-            completion: timings.predicted_n,
-        };
-    }
-    Tokens {
+    let native = Tokens {
         prompt: last_value::<u64>(text, b"\"tokens_evaluated\""),
         completion: last_value::<u64>(text, b"\"tokens_predicted\""),
+    };
+    if native != Tokens::default() {
+        return native;
+    }
+    match last_value::<Timings>(text, b"\"timings\"") {
+        Some(timings) => Tokens {
+            prompt: timings.prompt_n,
+            completion: timings.predicted_n,
+        },
+        None => Tokens::default(),
     }
 }
 
@@ -148,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn timings_and_native_counters_are_used_without_usage() {
+    fn native_counters_then_timings_are_used_without_usage() {
         let stream = b"data: {\"timings\":{\"prompt_n\":4,\"predicted_n\":9}}\n\n";
         assert_eq!(
             tail_of(&[stream]),
@@ -157,7 +163,7 @@ mod tests {
                 completion: Some(9)
             }
         );
-        let native = br#"{"content":"x","tokens_predicted":6,"tokens_evaluated":11,"stop":true}"#;
+        let native = br#"{"content":"x","tokens_predicted":6,"tokens_evaluated":11,"stop":true,"timings":{"prompt_n":1,"predicted_n":6}}"#;
         assert_eq!(
             tail_of(&[native]),
             Tokens {
