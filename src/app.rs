@@ -1,5 +1,6 @@
 //! Builds the whole server from a configuration and runs it until a shutdown signal.
 
+use crate::activity::Recorder;
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
 use crate::config::{Config, ServerConfig};
@@ -92,6 +93,7 @@ impl Application {
         let supervisor =
             Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
         supervisor.restore().await?;
+        let activity = Recorder::start(db.clone(), cfg.activity.max_records);
         let state = AppState {
             cfg,
             backend,
@@ -99,6 +101,7 @@ impl Application {
             auth,
             db,
             upstream,
+            activity,
         };
         Ok(Application {
             listener,
@@ -120,6 +123,7 @@ impl Application {
     ) -> Result<()> {
         let supervisor = self.state.supervisor.clone();
         let auth = self.state.auth.clone();
+        let activity = self.state.activity.clone();
         let upkeep = auth.spawn_upkeep();
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -148,6 +152,8 @@ impl Application {
         };
         upkeep.abort();
         auth.flush().await;
+        // After the drain, so the records of the last requests served are written too.
+        activity.flush().await;
         match drained {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(e),

@@ -1,6 +1,7 @@
 //! llamactl: one long-lived server that runs many local LLM inference servers (llama.cpp's
 //! `llama-server`) behind one REST API, with definitions, keys and history in SQLite.
 
+pub(crate) mod activity;
 pub mod app;
 pub(crate) mod audit;
 pub(crate) mod auth;

@@ -1,5 +1,6 @@
 //! The HTTP layer: shared state, the router, and one file per route group.
 
+mod activity;
 mod browser;
 pub mod connection;
 mod extract;
@@ -14,7 +15,9 @@ pub mod openapi;
 mod proxy;
 pub mod serve;
 mod system;
+mod usage;
 
+use crate::activity::Recorder;
 use crate::auth::Auth;
 use crate::backends::BackendCommand;
 use crate::config::Config;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub db: Db,
     /// Pooled client for backends.
     pub upstream: Pool,
+    /// The record of inference requests.
+    pub activity: Recorder,
 }
 
 /// The router: every route. Each handler but the proxy's is registered with its `#[utoipa::path]`
@@ -79,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(history::all))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(activity::list))
+        .routes(routes!(usage::usage))
         .layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
