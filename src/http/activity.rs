@@ -44,7 +44,7 @@ pub struct ActivityQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^-?[0-9]{1,19}_[1-9][0-9]{0,18}$")]
+    #[param(pattern = "^-?[0-9]{1,18}_[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
 }
 
