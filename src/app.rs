@@ -1,5 +1,6 @@
 //! Builds the whole server from a configuration and runs it until a shutdown signal.
 
+use crate::activity::Recorder;
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
 use crate::config::{Config, ServerConfig};
@@ -96,10 +97,12 @@ impl Application {
             Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
         supervisor.restore().await?;
         let metrics = Metrics::default();
-        let meter = Meter::new(
-            cfg.server.metrics.then(|| metrics.clone()),
-            cfg.log.requests,
-        );
+        let activity = Recorder::start(db.clone(), cfg.activity.max_records);
+        let meter = Meter {
+            metrics: cfg.server.metrics.then(|| metrics.clone()),
+            activity: cfg.activity.enabled.then(|| activity.clone()),
+            log_requests: cfg.log.requests,
+        };
         let state = AppState {
             connections: PerClient::new(limits.per_client),
             cfg,
@@ -110,6 +113,7 @@ impl Application {
             upstream,
             metrics,
             meter,
+            activity,
         };
         Ok(Application {
             listener,
@@ -131,6 +135,7 @@ impl Application {
     ) -> Result<()> {
         let supervisor = self.state.supervisor.clone();
         let auth = self.state.auth.clone();
+        let activity = self.state.activity.clone();
         let upkeep = auth.spawn_upkeep();
         let connections = self.state.connections.clone();
         let service = http::service(self.state);
@@ -161,6 +166,8 @@ impl Application {
         };
         upkeep.abort();
         auth.flush().await;
+        // After the drain, so the records of the last requests served are written too.
+        activity.flush().await;
         match drained {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(e),

@@ -57,6 +57,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Audit and lifecycle history settings.
     pub history: HistoryConfig,
+    /// The record of inference requests.
+    pub activity: ActivityConfig,
     /// llamactl's own log.
     pub log: LogConfig,
 }
@@ -268,6 +270,16 @@ pub struct HistoryConfig {
     pub max_events: u64,
 }
 
+/// The record of inference requests (`/api/v1/activity`, `/api/v1/usage`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivityConfig {
+    /// Record inference requests at all.
+    pub enabled: bool,
+    /// Most records kept; the oldest are deleted beyond it.
+    pub max_records: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -279,6 +291,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             history: HistoryConfig::default(),
             log: LogConfig::default(),
+            activity: ActivityConfig::default(),
         }
     }
 }
@@ -348,6 +361,15 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
             max_events: 100_000,
+        }
+    }
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig {
+            enabled: true,
+            max_records: 1_000_000,
         }
     }
 }
@@ -529,6 +551,12 @@ const ENV_VARS: &[(&str, Setter)] = &[
     ("LLAMACTL_HISTORY_MAX_EVENTS", |c, v| {
         parse_into(v, &mut c.history.max_events)
     }),
+    ("LLAMACTL_ACTIVITY", |c, v| {
+        parse_bool_into(v, &mut c.activity.enabled)
+    }),
+    ("LLAMACTL_ACTIVITY_MAX_RECORDS", |c, v| {
+        parse_into(v, &mut c.activity.max_records)
+    }),
     ("LLAMACTL_METRICS", |c, v| {
         parse_bool_into(v, &mut c.server.metrics)
     }),
@@ -669,6 +697,7 @@ impl Config {
             ),
             ("auth.failed_auth_period", self.auth.failed_auth_period),
             ("history.max_events", self.history.max_events),
+            ("activity.max_records", self.activity.max_records),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
@@ -980,5 +1009,20 @@ mod tests {
         ] {
             assert!(parse_str(yaml).unwrap().validate().is_err(), "{yaml}");
         }
+    }
+
+    #[test]
+    fn activity_retention_has_a_default_an_env_override_and_a_bound() {
+        assert_eq!(Config::default().activity.max_records, 1_000_000);
+        let mut c = parse_str("activity:\n  max_records: 50\n").unwrap();
+        assert_eq!(c.activity.max_records, 50);
+        apply_env(&mut c, &env_of(&[("LLAMACTL_ACTIVITY_MAX_RECORDS", "7")])).unwrap();
+        assert_eq!(c.activity.max_records, 7);
+        assert!(apply_env(&mut c, &env_of(&[("LLAMACTL_ACTIVITY_MAX_RECORDS", "-1")])).is_err());
+        let err = parse_str("activity:\n  max_records: 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("activity.max_records"), "{err}");
     }
 }

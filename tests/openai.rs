@@ -238,8 +238,8 @@ async fn answers_stream_back_chunk_by_chunk() {
     let (pieces, text) = common::read_stream(resp).await;
     assert_eq!(
         text.matches("data: ").count(),
-        5,
-        "4 tokens and [DONE]: {text}"
+        6,
+        "4 tokens, the usage event and [DONE]: {text}"
     );
     assert!(text.ends_with("data: [DONE]\n\n"));
     // 300 ms apart upstream: a proxy that buffered would deliver them as one.

@@ -90,7 +90,7 @@ fn scrape(state: &AppState) -> Scrape {
     Scrape {
         instances,
         open_connections: state.connections.total(),
-        activity_dropped: 0,
+        activity_dropped: state.activity.dropped(),
     }
 }
 

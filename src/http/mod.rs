@@ -1,5 +1,6 @@
 //! The HTTP layer: shared state, the router, and one file per route group.
 
+mod activity;
 mod browser;
 pub mod connection;
 mod extract;
@@ -15,7 +16,9 @@ pub mod openapi;
 mod proxy;
 pub mod serve;
 mod system;
+mod usage;
 
+use crate::activity::Recorder;
 use crate::auth::Auth;
 use crate::backends::BackendCommand;
 use crate::config::Config;
@@ -62,6 +65,8 @@ pub struct AppState {
     pub meter: Meter,
     /// Client connections open now, per address.
     pub(crate) connections: Arc<PerClient>,
+    /// The record of inference requests.
+    pub activity: Recorder,
 }
 
 /// The router: every route. Each handler but the proxy's is registered with its `#[utoipa::path]`
@@ -89,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(history::all))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(activity::list))
+        .routes(routes!(usage::usage))
         .layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

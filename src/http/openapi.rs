@@ -157,7 +157,7 @@ async fn proxy() {}
                        one OpenAI-compatible API (`/v1`, inference or management keys). Every refusal is \
                        `{\"error\": \"...\"}`. A client that fails authentication `auth.failed_auth_burst` \
                        times is answered 429 with `Retry-After` until it may try again."),
-    tags((name = "System"), (name = "Instances"), (name = "History"), (name = "Keys"), (name = "OpenAI")),
+    tags((name = "System"), (name = "Instances"), (name = "History"), (name = "Keys"), (name = "Activity"), (name = "OpenAI")),
     paths(proxy, chat_completions, completions, embeddings, rerank, reranking),
     components(schemas(ErrorBody)),
     security(("bearer" = []), ("apiKey" = [])),

@@ -1,8 +1,8 @@
 //! Measures each inference exchange (a request routed to an instance, and its answer): how long it
 //! took, how long until the answer's first byte, the status the client got, and the tokens the
 //! backend reported. The answer streams through untouched ([`Metered`]); when it has been sent (or
-//! the client left), the exchange is counted once: in the instance's and the key's metrics, and
-//! in the request log.
+//! the client left), the exchange is counted once: in the instance's and the key's metrics, in the
+//! activity record, and in the request log.
 
 mod body;
 mod tokens;
@@ -10,7 +10,7 @@ mod tokens;
 pub(crate) use body::Metered;
 pub use tokens::{Tail, Tokens};
 
-use crate::activity::Route;
+use crate::activity::{Record, Recorder, Route};
 use crate::audit::Actor;
 use crate::metrics::{InstanceMetrics, KeyLabels, Metrics};
 use crate::names;
@@ -18,26 +18,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where finished exchanges are counted; cheap to clone.
+/// Where finished exchanges go; cheap to clone. With all three off, nothing is measured at all.
 #[derive(Debug, Clone)]
 pub struct Meter {
-    /// `None` while `/metrics` is off: nobody could read the counts.
-    metrics: Option<Metrics>,
-    log_requests: bool,
+    /// Prometheus counters; `None` while `/metrics` is off (nobody could read them).
+    pub metrics: Option<Metrics>,
+    /// The activity record; `None` while `activity.enabled` is off.
+    pub activity: Option<Recorder>,
+    /// One log line per exchange.
+    pub log_requests: bool,
 }
 
 impl Meter {
-    /// Counts into `metrics` (if any), and logs one line per exchange when `log_requests`.
-    pub fn new(metrics: Option<Metrics>, log_requests: bool) -> Self {
-        Meter {
-            metrics,
-            log_requests,
-        }
-    }
-
-    /// True if a finished exchange goes anywhere; if not, nothing is measured at all.
     fn is_on(&self) -> bool {
-        self.metrics.is_some() || self.log_requests
+        self.metrics.is_some() || self.activity.is_some() || self.log_requests
     }
 
     /// Starts measuring a request by `caller` to `instance` (whose metrics, if it exists, are
@@ -57,10 +51,8 @@ impl Meter {
             meter: self.clone(),
             started: Instant::now(),
             at_ms: chrono::Utc::now().timestamp_millis(),
-            key: KeyLabels {
-                key_id: caller.key_id.clone().unwrap_or_default(),
-                key_name: caller.name.clone(),
-            },
+            key_id: caller.key_id.clone(),
+            key_name: caller.name.clone(),
             client: caller.addr,
             instance: instance.to_string(),
             route,
@@ -75,7 +67,8 @@ pub(crate) struct Exchange {
     meter: Meter,
     started: Instant,
     at_ms: i64,
-    key: KeyLabels,
+    key_id: Option<String>,
+    key_name: String,
     client: Option<IpAddr>,
     instance: String,
     route: Route,
@@ -106,7 +99,7 @@ impl Exchange {
         self.started.elapsed()
     }
 
-    /// Counts the exchange: instance and key metrics, and the request log line.
+    /// Counts the exchange: instance and key metrics, the activity record, the request log line.
     pub(crate) fn finish(self, outcome: Outcome) {
         let duration = self.started.elapsed();
         let Outcome {
@@ -119,13 +112,17 @@ impl Exchange {
             m.request(self.route, status, duration, first_byte, tokens);
         }
         if let Some(metrics) = &self.meter.metrics {
-            metrics.key_request(&self.key, tokens);
+            let key = KeyLabels {
+                key_id: self.key_id.clone().unwrap_or_default(),
+                key_name: self.key_name.clone(),
+            };
+            metrics.key_request(&key, tokens);
         }
         if self.meter.log_requests {
             tracing::info!(
                 target: "llamactl::request",
-                key_id = %self.key.key_id,
-                key = %self.key.key_name,
+                key_id = self.key_id.as_deref().unwrap_or_default(),
+                key = %self.key_name,
                 instance = %self.instance,
                 route = %names::name_of(&self.route),
                 status,
@@ -138,6 +135,23 @@ impl Exchange {
                 at_ms = self.at_ms,
                 "inference request"
             );
+        }
+        if let Some(activity) = &self.meter.activity {
+            let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            activity.record(Record {
+                at_ms: self.at_ms,
+                key_id: self.key_id,
+                key_name: self.key_name,
+                instance: self.instance,
+                route: self.route,
+                status,
+                duration_ms: millis(duration),
+                ttfb_ms: first_byte.map(millis),
+                prompt_tokens: tokens.prompt,
+                completion_tokens: tokens.completion,
+                streamed,
+                client_addr: self.client,
+            });
         }
     }
 }

@@ -653,6 +653,18 @@ impl TestServer {
             .await
     }
 
+    /// `GET /api/v1/activity?<query>` with the admin key.
+    pub async fn activity(&self, query: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, &format!("/api/v1/activity?{query}"), None)
+            .await
+    }
+
+    /// `GET /api/v1/usage?<query>` with the admin key.
+    pub async fn usage(&self, query: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, &format!("/api/v1/usage?{query}"), None)
+            .await
+    }
+
     /// Runs `llamactl --config <this server's config> <args>`.
     pub fn cli(&self, args: &[&str]) -> CliRun {
         let out = Command::new(env!("CARGO_BIN_EXE_llamactl"))
