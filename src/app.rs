@@ -5,6 +5,7 @@ use crate::backends::BackendCommand;
 use crate::config::{Config, ServerConfig};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::files;
 use crate::http::connection::Limits;
 use crate::http::{self, AppState};
@@ -60,9 +61,11 @@ impl Application {
         }
         let lock = lock_data(&db_path)?;
         logs::make_private(&cfg.logs_dir())?;
+        let events = Events::default();
         let db = Db::open(&db_path)
             .await?
-            .with_history_limit(cfg.history.max_events);
+            .with_history_limit(cfg.history.max_events)
+            .with_events(events.clone());
         let auth = Auth::new(&cfg.auth, db.clone())?;
         // Only the digests in `auth` are needed from here on; drop the plain keys from memory.
         cfg.auth.management_keys.clear();
@@ -89,8 +92,13 @@ impl Application {
             );
         }
         let upstream = crate::upstream::Pool::default();
-        let supervisor =
-            Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
+        let supervisor = Supervisor::new(
+            cfg.clone(),
+            db.clone(),
+            upstream.clone(),
+            backend.clone(),
+            events.clone(),
+        )?;
         supervisor.restore().await?;
         let state = AppState {
             cfg,
@@ -99,6 +107,7 @@ impl Application {
             auth,
             db,
             upstream,
+            events,
         };
         Ok(Application {
             listener,
@@ -120,6 +129,7 @@ impl Application {
     ) -> Result<()> {
         let supervisor = self.state.supervisor.clone();
         let auth = self.state.auth.clone();
+        let events = self.state.events.clone();
         let upkeep = auth.spawn_upkeep();
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -141,6 +151,8 @@ impl Application {
             Some(_) => tracing::error!("the HTTP server stopped; shutting down"),
         }
         let _ = stop_tx.send(true);
+        // Live streams never finish by themselves: they end now, so the drain does not wait for them.
+        events.close();
         supervisor.shutdown().await;
         let drained = match ended_early {
             Some(ended) => Ok(ended),

@@ -10,6 +10,7 @@ pub mod config;
 pub(crate) mod db;
 pub(crate) mod definitions;
 pub mod error;
+pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod names;

@@ -2,6 +2,7 @@
 
 mod browser;
 pub mod connection;
+mod events;
 mod extract;
 mod forward;
 mod guard;
@@ -20,6 +21,7 @@ use crate::backends::BackendCommand;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
+use crate::events::Events;
 use crate::supervisor::Supervisor;
 use crate::upstream::Pool;
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub db: Db,
     /// Pooled client for backends.
     pub upstream: Pool,
+    /// Live events, for `GET /api/v1/events`.
+    pub(crate) events: Events,
 }
 
 /// The router: every route. Each handler but the proxy's is registered with its `#[utoipa::path]`
@@ -77,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(instances::logs))
         .routes(routes!(history::instance))
         .routes(routes!(history::all))
+        .routes(routes!(events::stream))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::get, keys::revoke))
         .layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT))
