@@ -80,7 +80,8 @@ struct Joined {
 pub(crate) struct Follow {
     tail: String,
     pieces: broadcast::Receiver<Bytes>,
-    _watch: Arc<Watch>,
+    /// Keeps the watcher running while this follower reads.
+    watch: Arc<Watch>,
 }
 
 impl Follow {
@@ -88,7 +89,7 @@ impl Follow {
     /// saying how many pieces it missed. Ends when the watcher does.
     pub(crate) fn into_stream(self) -> impl Stream<Item = Bytes> + Send + 'static {
         let tail = Bytes::from(self.tail);
-        let state = (Some(tail), self.pieces, self._watch);
+        let state = (Some(tail), self.pieces, self.watch);
         futures_util::stream::unfold(state, |(tail, mut pieces, watch)| async move {
             if let Some(tail) = tail.filter(|t| !t.is_empty()) {
                 return Some((tail, (None, pieces, watch)));
@@ -160,7 +161,7 @@ impl LogFollowers {
         Ok(Follow {
             tail: joined.tail,
             pieces: joined.pieces,
-            _watch: watch,
+            watch,
         })
     }
 
