@@ -6,6 +6,7 @@ use crate::backends::BackendCommand;
 use crate::config::{Config, ServerConfig};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::files;
 use crate::http::connection::{Limits, PerClient};
 use crate::http::{self, AppState};
@@ -63,9 +64,11 @@ impl Application {
         }
         let lock = lock_data(&db_path)?;
         logs::make_private(&cfg.logs_dir())?;
+        let events = Events::default();
         let db = Db::open(&db_path)
             .await?
-            .with_history_limit(cfg.history.max_events);
+            .with_history_limit(cfg.history.max_events)
+            .with_events(events.clone());
         let auth = Auth::new(&cfg.auth, db.clone())?;
         // Only the digests in `auth` are needed from here on; drop the plain keys from memory.
         cfg.auth.management_keys.clear();
@@ -93,8 +96,13 @@ impl Application {
             );
         }
         let upstream = crate::upstream::Pool::default();
-        let supervisor =
-            Supervisor::new(cfg.clone(), db.clone(), upstream.clone(), backend.clone())?;
+        let supervisor = Supervisor::new(
+            cfg.clone(),
+            db.clone(),
+            upstream.clone(),
+            backend.clone(),
+            events.clone(),
+        )?;
         supervisor.restore().await?;
         let metrics = Metrics::default();
         let activity = Recorder::start(db.clone(), cfg.activity.max_records);
@@ -114,6 +122,7 @@ impl Application {
             metrics,
             meter,
             activity,
+            events,
         };
         Ok(Application {
             listener,
@@ -136,6 +145,7 @@ impl Application {
         let supervisor = self.state.supervisor.clone();
         let auth = self.state.auth.clone();
         let activity = self.state.activity.clone();
+        let events = self.state.events.clone();
         let upkeep = auth.spawn_upkeep();
         let connections = self.state.connections.clone();
         let service = http::service(self.state);
@@ -159,6 +169,8 @@ impl Application {
             Some(_) => tracing::error!("the HTTP server stopped; shutting down"),
         }
         let _ = stop_tx.send(true);
+        // Live streams never finish by themselves: they end now, so the drain does not wait for them.
+        events.close();
         supervisor.shutdown().await;
         let drained = match ended_early {
             Some(ended) => Ok(ended),

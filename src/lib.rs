@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod db;
 pub(crate) mod definitions;
 pub mod error;
+pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod metering;

@@ -9,6 +9,13 @@ use std::fmt;
 /// What every time input accepts, for error messages.
 const EXPECTED: &str = "Unix seconds or an RFC 3339 time like 2030-01-31T12:00:00Z";
 
+/// A Unix millisecond as the API shows times: RFC 3339, UTC, milliseconds.
+pub fn format_millis(at_ms: i64) -> String {
+    DateTime::from_timestamp_millis(at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 /// Parses `1705312200` or `2024-01-15T10:00:00Z`.
 pub fn parse(text: &str) -> Result<DateTime<Utc>> {
     let text = text.trim();

@@ -256,3 +256,44 @@ async fn llamactl_stop_and_kill_never_leave_or_double_backends() {
     assert_eq!(server.status("parked").await, "stopped");
     assert_eq!(backends_in_range(&llama, range).len(), 2);
 }
+
+/// `logs?follow=true` on a stopped instance sees the real backend's startup lines once it starts.
+#[tokio::test]
+#[ignore = "needs the real llama-server and model: make test"]
+async fn follow_sees_the_real_backends_startup_lines() {
+    use futures_util::StreamExt;
+    let (server, model) = start_server().await;
+    let (code, v) = server.create("follow", instance_body(&model)).await;
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    server.wait_status("follow", "running", READY).await;
+    server.op("follow", "stop").await;
+    server.wait_status("follow", "stopped", READY).await;
+
+    let resp = server
+        .raw(
+            Some(common::ADMIN_KEY),
+            Method::GET,
+            "/api/v1/instances/follow/logs?follow=true&lines=0",
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let (code, v) = server.op("follow", "start").await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+
+    // The header llamactl writes, then llama-server's own lines up to its HTTP server listening.
+    let deadline = Instant::now() + READY;
+    let mut text = String::new();
+    while !(text.contains("loading model") && text.contains("listening on")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(Ok(piece))) => text.push_str(&String::from_utf8_lossy(&piece)),
+            other => panic!("no startup lines ({other:?}); got:\n{text}"),
+        }
+    }
+    assert!(
+        text.starts_with("=== llamactl: starting 'follow'"),
+        "only what came after the follow began: {text}"
+    );
+    assert_eq!(text.matches("=== llamactl: starting").count(), 1, "{text}");
+}

@@ -4,7 +4,9 @@
 use super::Db;
 use crate::audit::{Actor, Event};
 use crate::error::Result;
+use crate::events::LiveEvent;
 use crate::names;
+use std::sync::Arc;
 
 /// One stored event.
 #[derive(Debug, Clone)]
@@ -96,6 +98,18 @@ impl Db {
         )
         .fetch_one(self.pool())
         .await?;
+        self.events()
+            .publish(LiveEvent::History(Arc::new(HistoryRow {
+                id,
+                at_ms,
+                instance: subject.instance.map(str::to_string),
+                key_id: subject.key_id.map(str::to_string),
+                event: event.to_string(),
+                actor: actor.name.clone(),
+                actor_key_id: actor.key_id.clone(),
+                client_addr: addr,
+                detail: detail.map(str::to_string),
+            })));
         // Rows are only ever deleted oldest-first, so this keeps at most (in practice exactly)
         // `max_events` rows; the delete is a primary-key range scan, usually of one row.
         let cutoff = id - self.history_limit();

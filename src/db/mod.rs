@@ -6,6 +6,7 @@ pub mod instances;
 pub mod keys;
 
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::files;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -17,6 +18,8 @@ use std::time::Duration;
 pub struct Db {
     pool: SqlitePool,
     history_limit: i64,
+    /// Where stored history rows are announced.
+    events: Events,
 }
 
 /// History kept when nobody says otherwise (`history.max_events`).
@@ -55,6 +58,7 @@ impl Db {
         Ok(Db {
             pool,
             history_limit: DEFAULT_HISTORY_LIMIT,
+            events: Events::default(),
         })
     }
 
@@ -62,6 +66,16 @@ impl Db {
     pub fn with_history_limit(mut self, max_events: u64) -> Self {
         self.history_limit = i64::try_from(max_events).unwrap_or(i64::MAX).max(1);
         self
+    }
+
+    /// The same database, announcing each stored history row on `events`.
+    pub(crate) fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    fn events(&self) -> &Events {
+        &self.events
     }
 
     fn history_limit(&self) -> i64 {

@@ -188,9 +188,7 @@ impl HistoryQuery {
 
 impl From<HistoryRow> for HistoryEntry {
     fn from(row: HistoryRow) -> Self {
-        let time = chrono::DateTime::from_timestamp_millis(row.at_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default();
+        let time = timestamp::format_millis(row.at_ms);
         HistoryEntry {
             id: row.id,
             time,

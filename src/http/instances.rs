@@ -7,9 +7,12 @@ use crate::auth::Caller;
 use crate::definitions::{InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
 use crate::supervisor::{Handle, Status};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
@@ -171,25 +174,30 @@ pub async fn restart(
     Ok(axum::Json(InstanceView::of(&inst)))
 }
 
-/// `?lines=N`: the last N lines; absent or -1 means all.
+/// `?lines=N`: the last N lines; absent or -1 means all. `?follow=true`: then what is written.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// The last N lines; -1 or absent: all.
     #[param(minimum = -1)]
     lines: Option<i64>,
+    /// `true`: after the last lines, keep the answer open and stream new lines as they are
+    /// written (across restarts and rotation), until the client leaves, the instance is deleted or
+    /// the server shuts down.
+    follow: Option<bool>,
 }
 
-/// An instance's log as plain text.
+/// An instance's log as plain text: its last lines, and with `follow=true` what is written next.
 #[utoipa::path(get, path = "/api/v1/instances/{name}/logs", tag = "Instances", params(("name" = String, Path, description = "Instance name: 1-64 of A-Z a-z 0-9 . _ -, not . or .."), LogsQuery),
-    responses((status = 200, description = "The log's last lines", body = String, content_type = "text/plain"),
-        (status = 400, description = "Invalid lines", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody)))]
+    responses((status = 200, description = "The log's last lines; with `follow=true`, then each new line as it is written (a reader that fell behind gets `=== llamactl: N chunks skipped: this reader fell behind ===`)", body = String, content_type = "text/plain"),
+        (status = 400, description = "Invalid lines or follow", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 503, description = "With follow: the instance is being removed, or the server is shutting down", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<LogsQuery>,
-) -> Result<String> {
+) -> Result<Response> {
     let lines = match query.lines {
         None | Some(-1) => None,
         Some(n) if n >= 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -199,5 +207,16 @@ pub async fn logs(
             )))
         }
     };
-    state.supervisor.logs(&name, lines).await
+    if query.follow != Some(true) {
+        return Ok(state.supervisor.logs(&name, lines).await?.into_response());
+    }
+    let live = state.supervisor.follow_logs(&name, lines).await?;
+    let body = Body::from_stream(live.map(Ok::<_, std::convert::Infallible>));
+    let headers = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-cache"),
+        // A buffering proxy in front (nginx) would hold the lines back.
+        (HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok((headers, body).into_response())
 }

@@ -3,6 +3,7 @@
 mod activity;
 mod browser;
 pub mod connection;
+mod events;
 mod extract;
 mod forward;
 mod guard;
@@ -26,6 +27,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::metering::Meter;
 use crate::metrics::Metrics;
+use crate::events::Events;
 use crate::supervisor::Supervisor;
 use crate::upstream::Pool;
 use axum::extract::DefaultBodyLimit;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub(crate) connections: Arc<PerClient>,
     /// The record of inference requests.
     pub activity: Recorder,
+    /// Live events, for `GET /api/v1/events`.
+    pub(crate) events: Events,
 }
 
 /// The router: every route. Each handler but the proxy's is registered with its `#[utoipa::path]`
@@ -92,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(instances::logs))
         .routes(routes!(history::instance))
         .routes(routes!(history::all))
+        .routes(routes!(events::stream))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::get, keys::revoke))
         .routes(routes!(activity::list))

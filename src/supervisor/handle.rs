@@ -7,6 +7,7 @@ use crate::db::instances::Desired;
 use crate::definitions::InstanceSpec;
 use crate::error::{Error, Result};
 use crate::metrics::InstanceMetrics;
+use crate::events::{Events, LiveEvent, StatusChange};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -30,6 +31,8 @@ pub struct Handle {
     /// Starts and restarts answered so far: lets a request tell whether someone else started the
     /// instance since it last looked, so concurrent cold requests share one start.
     starts: AtomicU64,
+    /// Where status changes are announced.
+    events: Events,
 }
 
 /// Why a command could not be delivered.
@@ -42,6 +45,7 @@ impl Handle {
         created: i64,
         spec: InstanceSpec,
         desired: Desired,
+        events: Events,
     ) -> (Self, mpsc::UnboundedReceiver<Command>) {
         let (cmd, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(RuntimeState::default());
@@ -55,6 +59,7 @@ impl Handle {
             usage: Usage::new(),
             metrics: Arc::default(),
             starts: AtomicU64::new(0),
+            events,
         };
         (inst, rx)
     }
@@ -88,13 +93,40 @@ impl Handle {
         *self.desired.lock().unwrap_or_else(|p| p.into_inner()) = desired;
     }
 
+    /// Changes the state; a new status is announced on the event bus.
     pub(super) fn update_state(&self, change: impl FnOnce(&mut RuntimeState)) {
-        self.state.send_modify(change);
+        self.state.send_modify(|state| {
+            let previous = state.status;
+            change(state);
+            self.announce(previous, state.status);
+        });
     }
 
     /// Checks and changes the state in one step; `change` returns whether it changed anything.
     pub(super) fn update_state_if(&self, change: impl FnOnce(&mut RuntimeState) -> bool) -> bool {
-        self.state.send_if_modified(change)
+        self.state.send_if_modified(|state| {
+            let previous = state.status;
+            let changed = change(state);
+            if changed {
+                self.announce(previous, state.status);
+            }
+            changed
+        })
+    }
+
+    /// Publishes a status change. Called with the state locked, so changes are announced in the
+    /// order they were made.
+    fn announce(&self, previous: Status, status: Status) {
+        if previous == status {
+            return;
+        }
+        self.events
+            .publish(LiveEvent::Status(Arc::new(StatusChange {
+                instance: self.name.clone(),
+                status,
+                previous,
+                at_ms: chrono::Utc::now().timestamp_millis(),
+            })));
     }
 
     /// Requests in flight and last use.

@@ -4,8 +4,9 @@
 
 use crate::files;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A log larger than this is moved to `<name>.log.1` when the instance next starts.
@@ -68,22 +69,28 @@ pub fn remove(dir: &Path, name: &str) {
 
 /// The last `lines` lines of a file (all of it for `None`); a missing file reads as empty.
 pub fn tail(file: &Path, lines: Option<usize>) -> io::Result<String> {
-    let mut f = match File::open(file) {
+    let f = match File::open(file) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
         Err(e) => return Err(e),
     };
+    let len = f.metadata()?.len();
+    tail_of(&f, len, lines)
+}
+
+/// The last `lines` lines of the first `end` bytes of `f` (all of them for `None`). A follower
+/// reads its tail up to the offset from which it is sent what is appended.
+pub fn tail_of(f: &File, end: u64, lines: Option<usize>) -> io::Result<String> {
     let Some(want) = lines else {
-        let mut all = Vec::new();
-        f.read_to_end(&mut all)?;
+        let mut all = vec![0; usize::try_from(end).unwrap_or(usize::MAX)];
+        f.read_exact_at(&mut all, 0)?;
         return Ok(String::from_utf8_lossy(&all).into_owned());
     };
     if want == 0 {
         return Ok(String::new());
     }
     // Read backwards in blocks until enough newlines are seen.
-    let len = f.metadata()?.len();
-    let mut pos = len;
+    let mut pos = end;
     let mut buf: Vec<u8> = Vec::new();
     const BLOCK: u64 = 64 * 1024;
     loop {
@@ -95,9 +102,8 @@ pub fn tail(file: &Path, lines: Option<usize>) -> io::Result<String> {
         }
         let step = BLOCK.min(pos);
         pos -= step;
-        f.seek(SeekFrom::Start(pos))?;
         let mut block = vec![0; step as usize];
-        f.read_exact(&mut block)?;
+        f.read_exact_at(&mut block, pos)?;
         block.extend_from_slice(&buf);
         buf = block;
     }

@@ -12,6 +12,8 @@ mod evict;
 mod handle;
 mod health;
 mod idle;
+mod log_followers;
+mod log_reader;
 pub mod logs;
 mod on_demand;
 pub mod ports;
@@ -30,7 +32,11 @@ use crate::db::instances::{Desired, InstanceRow};
 use crate::db::Db;
 use crate::definitions::{name, InstanceSpec, SpecPatch};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::upstream::Pool;
+use bytes::Bytes;
+use futures_util::Stream;
+use log_followers::LogFollowers;
 use ports::Ports;
 use spawner::Spawner;
 use std::collections::BTreeMap;
@@ -50,6 +56,10 @@ pub(crate) struct Shared {
     /// The backend's program and base environment, resolved at startup.
     backend: Arc<BackendCommand>,
     logs_dir: PathBuf,
+    /// Followers of instance logs, one watcher per followed instance.
+    followers: LogFollowers,
+    /// Where status changes are announced.
+    events: Events,
     /// Holds one directory per instance for `slot_save_path`.
     slots_dir: PathBuf,
     boot_id: String,
@@ -76,11 +86,14 @@ impl Supervisor {
         db: Db,
         upstream: Pool,
         backend: Arc<BackendCommand>,
+        events: Events,
     ) -> Result<Self> {
         let shared = Shared {
             ports: Ports::new(cfg.instances.port_range),
             backend,
             logs_dir: cfg.logs_dir(),
+            followers: LogFollowers::new(cfg.logs_dir()),
+            events,
             slots_dir: cfg.slots_dir(),
             spawner: Spawner::start()?,
             boot_id: process::boot_id(),
@@ -165,7 +178,13 @@ impl Supervisor {
         spec: InstanceSpec,
         desired: Desired,
     ) -> Arc<Handle> {
-        let (inst, commands) = Handle::new(name.clone(), created, spec, desired);
+        let (inst, commands) = Handle::new(
+            name.clone(),
+            created,
+            spec,
+            desired,
+            self.shared.events.clone(),
+        );
         let inst = Arc::new(inst);
         tokio::spawn(actor::run(inst.clone(), self.shared.clone(), commands));
         self.write_map().insert(name, inst.clone());
@@ -334,6 +353,7 @@ impl Supervisor {
         inst.shutdown().await;
         self.record(name, Event::Deleted, actor, None).await;
         logs::remove(&self.shared.logs_dir, name);
+        self.shared.followers.end(name);
         // Saved slots hold prompt state: a later instance of the same name must not see them.
         let slots = self.shared.slots_dir.join(name);
         if let Err(e) = std::fs::remove_dir_all(&slots) {
@@ -385,8 +405,27 @@ impl Supervisor {
         Ok(spec.scrub(&text))
     }
 
-    /// Stops every child, keeping each instance's desired state for the next boot.
+    /// An instance's log as it is written: its last `lines` lines (all for `None`), then what is
+    /// appended, until the instance is deleted or the server shuts down.
+    pub async fn follow_logs(
+        &self,
+        name: &str,
+        lines: Option<usize>,
+    ) -> Result<impl Stream<Item = Bytes> + Send + 'static> {
+        let inst = Arc::downgrade(&self.instance(name)?);
+        // The definition in force when a piece is read: an update may change the secrets.
+        let scrub = Arc::new(move |text: &str| match inst.upgrade() {
+            Some(inst) => inst.spec().scrub(text),
+            None => String::new(),
+        });
+        let follow = self.shared.followers.follow(name, lines, scrub).await?;
+        Ok(follow.into_stream())
+    }
+
+    /// Stops every child, keeping each instance's desired state for the next boot. Log followers
+    /// end first: their streams must not hold the shutdown up.
     pub async fn shutdown(&self) {
+        self.shared.followers.close();
         if let Some(task) = self
             .idle_task
             .lock()
