@@ -220,6 +220,21 @@ async fn sigterm_stops_every_backend_and_restore_keeps_desired_state() {
     server.wait_status("up2", "running", READY).await;
     assert_eq!(server.status("down").await, "stopped");
     assert_eq!(backends_in_range(&fake(), range).len(), 2);
+    // Each was stopped by its own actor, which recorded it: the actors of instances created over
+    // HTTP outlive the HTTP workers' runtimes.
+    for name in ["up1", "up2"] {
+        let events: Vec<String> = server
+            .instance_history(name)
+            .await
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(
+            events.iter().filter(|e| *e == "stopped").count(),
+            1,
+            "{name}: {events:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -65,6 +65,10 @@ pub(crate) struct Shared {
     boot_id: String,
     /// Wakes the idle watcher: an instance became ready or was redefined.
     idle_wake: Notify,
+    /// The runtime actors run on: the main one, which outlives the HTTP workers. An instance
+    /// created over HTTP would otherwise get its actor on that worker's runtime, which ends
+    /// (taking the actor along, mid-stop perhaps) when the workers shut down.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The supervisor; cheap to clone.
@@ -80,7 +84,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor with no instances loaded yet; call [`Supervisor::restore`] next.
+    /// A supervisor with no instances loaded yet; call [`Supervisor::restore`] next. Call it on the
+    /// main runtime: the instances' actors run there.
     pub fn new(
         cfg: Arc<Config>,
         db: Db,
@@ -101,6 +106,7 @@ impl Supervisor {
             db,
             upstream,
             idle_wake: Notify::new(),
+            runtime: tokio::runtime::Handle::current(),
         };
         Ok(Supervisor {
             shared: Arc::new(shared),
@@ -186,7 +192,9 @@ impl Supervisor {
             self.shared.events.clone(),
         );
         let inst = Arc::new(inst);
-        tokio::spawn(actor::run(inst.clone(), self.shared.clone(), commands));
+        self.shared
+            .runtime
+            .spawn(actor::run(inst.clone(), self.shared.clone(), commands));
         self.write_map().insert(name, inst.clone());
         inst
     }
