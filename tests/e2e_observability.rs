@@ -1,6 +1,7 @@
-//! End to end with the real llama-server and model: the tokens llamactl meters equal what the
-//! backend itself reported in its answers (plain, streamed, native), and the exposition passes the
-//! Prometheus project's own parsers (Python `prometheus_client`, text and OpenMetrics).
+//! End to end with the real llama-server and model: the tokens llamactl meters (metrics, activity,
+//! usage) equal what the backend itself reported in its answers (plain, streamed, native); the
+//! exposition passes the Prometheus project's own parsers (Python `prometheus_client`, text and
+//! OpenMetrics); the live event stream shows the real start.
 //!
 //! Ignored by default; `make e2e` runs it (see `e2e_openai.rs` for the variables).
 
@@ -61,6 +62,25 @@ fn sample(text: &str, series: &str) -> f64 {
 async fn metered_tokens_equal_the_backends_own_report() {
     let server = TestServer::start(Options::real(&env("LLAMACTL_TEST_LLAMA_SERVER"))).await;
     let model = env("LLAMACTL_TEST_MODEL");
+    // Watch the live events from before the instance exists.
+    let events = reqwest::Client::new()
+        .get(format!("{}/api/v1/events?instance=gemma", server.base))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(events.status(), StatusCode::OK);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut stream = events.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
     let (code, body) = server
         .create(
             "gemma",
@@ -69,6 +89,14 @@ async fn metered_tokens_equal_the_backends_own_report() {
         .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     server.wait_status("gemma", "running", LOAD).await;
+    common::eventually("the event stream saw the start", LOAD, || {
+        let seen = seen.lock().unwrap();
+        let starting = seen.find("\"status\":\"starting\"");
+        let running = seen.find("\"status\":\"running\"");
+        matches!((starting, running), (Some(s), Some(r)) if s < r)
+            && seen.contains("\"event\":\"ready\"")
+    })
+    .await;
 
     let mut prompt = 0;
     let mut completion = 0;
@@ -156,6 +184,27 @@ async fn metered_tokens_equal_the_backends_own_report() {
         ),
         completion as f64
     );
+
+    // The activity record and the usage totals say the same.
+    let (code, usage) = server
+        .call(Method::GET, "/api/v1/usage?group_by=instance", None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{usage}");
+    assert_eq!(usage["total"]["requests"], 3, "{usage}");
+    assert_eq!(usage["total"]["prompt_tokens"], prompt, "{usage}");
+    assert_eq!(usage["total"]["completion_tokens"], completion, "{usage}");
+    let (code, activity) = server
+        .call(Method::GET, "/api/v1/activity?instance=gemma", None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{activity}");
+    let records = activity["records"].as_array().expect("records");
+    assert_eq!(records.len(), 3, "{activity}");
+    assert_eq!(
+        records.iter().filter(|r| r["streamed"] == true).count(),
+        1,
+        "{activity}"
+    );
+    assert!(records.iter().all(|r| r["status"] == 200), "{activity}");
 
     // llama-server's own metrics (the instance runs with `metrics: true`) pass through.
     let (code, own) = server
