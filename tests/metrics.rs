@@ -233,6 +233,19 @@ async fn requests_tokens_and_starts_are_counted_per_instance_and_key() {
         1.0
     );
 
+    // The activity record holds the three chats; the read is in the metrics only.
+    let (code, activity) = server
+        .call(Method::GET, "/api/v1/activity?instance=m", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let routes: Vec<&str> = activity["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["route"].as_str().unwrap())
+        .collect();
+    assert_eq!(routes, ["chat_completions"; 3], "{activity}");
+
     // A deleted instance takes its series with it.
     server.delete("m").await;
     let gone = scrape(&server).await;

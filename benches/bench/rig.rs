@@ -6,7 +6,7 @@ use crate::llamactl::{self, Llamactl};
 use crate::nginx::Nginx;
 use crate::opts::Opts;
 use crate::procs;
-use crate::scenario::{Side, BASELINE};
+use crate::scenario::{Side, BASELINE, BASELINE_V1};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,6 +28,8 @@ pub enum Via {
     Proxy,
     /// Through the baseline llamactl's instance proxy (only with `BENCH_BASELINE`).
     Baseline,
+    /// To the baseline llamactl's `/v1` routes (only with `BENCH_BASELINE`).
+    BaselineV1,
     /// To llamactl at the path as written (the OpenAI-compatible `/v1/...` routes).
     Llamactl,
     /// Through the proxy of a llamactl with metering off (only for the metering scenario).
@@ -41,7 +43,12 @@ impl Via {
     pub fn is_llamactl(self) -> bool {
         matches!(
             self,
-            Via::Proxy | Via::Llamactl | Via::Baseline | Via::Unmetered | Via::UnmeteredV1
+            Via::Proxy
+                | Via::Llamactl
+                | Via::Baseline
+                | Via::BaselineV1
+                | Via::Unmetered
+                | Via::UnmeteredV1
         )
     }
 }
@@ -121,7 +128,7 @@ impl Rig {
                 let dir = tmp.path().join("unmetered");
                 let off = |yaml: String| {
                     yaml.replacen("  port: 0\n", "  port: 0\n  metrics: false\n", 1)
-                        + "log:\n  requests: false\n"
+                        + "log:\n  requests: false\nactivity:\n  enabled: false\n"
                 };
                 Some(managed_with(&opts, &Llamactl::built(), &dir, off).await.0)
             }
@@ -142,17 +149,27 @@ impl Rig {
         }
     }
 
-    /// The sides to measure for a scenario that lists `sides`: the baseline's proxy joins right
-    /// after llamactl's own proxy when there is a baseline.
+    /// The sides to measure for a scenario that lists `sides`: with a baseline, its proxy and its
+    /// `/v1` join right after llamactl's own.
     pub fn sides(&self, sides: &[Side]) -> Vec<Side> {
         let mut out = Vec::new();
         for side in sides {
             out.push(*side);
-            if side.via == Via::Proxy && self.baseline.is_some() {
-                out.push(BASELINE);
+            if self.baseline.is_some() {
+                match side.via {
+                    Via::Proxy => out.push(BASELINE),
+                    Via::Llamactl => out.push(BASELINE_V1),
+                    _ => {}
+                }
             }
         }
         out
+    }
+
+    fn baseline(&self) -> &Llamactl {
+        self.baseline
+            .as_ref()
+            .expect("baseline side without BENCH_BASELINE")
     }
 
     fn unmetered(&self) -> &Llamactl {
@@ -168,13 +185,8 @@ impl Rig {
             Via::Direct => (self.backend, req.path.clone()),
             Via::Nginx => (self.nginx.addr, req.path.clone()),
             Via::Proxy => (self.llamactl.addr, proxied()),
-            Via::Baseline => {
-                let baseline = self
-                    .baseline
-                    .as_ref()
-                    .expect("baseline side without BENCH_BASELINE");
-                (baseline.addr, proxied())
-            }
+            Via::Baseline => (self.baseline().addr, proxied()),
+            Via::BaselineV1 => (self.baseline().addr, req.path.clone()),
             Via::Llamactl => (self.llamactl.addr, req.path.clone()),
             Via::Unmetered => (self.unmetered().addr, proxied()),
             Via::UnmeteredV1 => (self.unmetered().addr, req.path.clone()),

@@ -41,6 +41,12 @@ pub const BASELINE: Side = Side {
     via: Via::Baseline,
 };
 
+/// To the baseline llamactl's `/v1` (added by the rig when `BENCH_BASELINE` is set).
+pub const BASELINE_V1: Side = Side {
+    label: "baseline /v1",
+    via: Via::BaselineV1,
+};
+
 /// What a load comparison must reach (from the issue).
 #[derive(Clone, Copy, Debug)]
 pub enum Goal {

@@ -44,13 +44,7 @@ pub(crate) async fn forward(
 ) -> Result<Response<Body>> {
     caller.ensure_instance(instance)?;
     let route = activity::classify(req.method(), &target);
-    let instance_metrics = || {
-        let inst = state.supervisor.instance(instance).ok()?;
-        Some(inst.metrics().clone())
-    };
-    let exchange = state
-        .meter
-        .begin(&caller.actor, instance, route, instance_metrics);
+    let exchange = state.meter.begin(&caller.actor, instance, route);
     let acquired = match start {
         Start::OnDemand => {
             let evictable = |name: &str| caller.may_use(name);
@@ -64,21 +58,24 @@ pub(crate) async fn forward(
     };
     let (port, in_flight) = match acquired {
         Ok(acquired) => acquired,
-        Err(e) => return Err(refused(exchange, e)),
+        Err(e) => return Err(refused(state, exchange, e)),
     };
     match upstream::forward(&state.upstream, serve::current(), port, target, req).await {
         Ok(resp) => Ok(Metered::wrap(resp, exchange, in_flight)),
-        Err(e) => Err(refused(exchange, upstream_error(port, e))),
+        Err(e) => Err(refused(state, exchange, upstream_error(port, e))),
     }
 }
 
-/// Counts an exchange that ended without an answer from the backend, with the error's status.
-fn refused(exchange: Option<Exchange>, e: Error) -> Error {
+/// Counts an exchange that ended without an answer from the backend, with the error's status
+/// (in the instance's metrics too, if the instance exists).
+fn refused(state: &AppState, exchange: Option<Exchange>, e: Error) -> Error {
     if let Some(exchange) = exchange {
-        exchange.finish(Outcome {
+        let instance = state.supervisor.instance(exchange.instance()).ok();
+        let outcome = Outcome {
             status: e.status().as_u16(),
             ..Outcome::default()
-        });
+        };
+        exchange.finish(outcome, instance.as_ref().map(|i| i.metrics().as_ref()));
     }
     e
 }

@@ -4,29 +4,30 @@
 
 use super::{Exchange, Outcome, Tail};
 use crate::activity::Route;
+use crate::supervisor::InFlight;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{header, Response};
 use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A metered answer body; it also holds `token` (the instance's in-flight count) until its end.
-pub(crate) struct Metered<T> {
+/// A metered answer body; it also holds the instance's in-flight count until its end.
+pub(crate) struct Metered {
     inner: Body,
     exchange: Option<Exchange>,
-    token: Option<T>,
+    in_flight: Option<InFlight>,
     outcome: Outcome,
     /// `None` where the answer cannot carry token counts (reads: health, props, models).
     tail: Option<Tail>,
 }
 
-impl<T: Send + Unpin + 'static> Metered<T> {
-    /// `resp` with its body metered for `exchange` (if metering is on), holding `token` until the
-    /// body's end.
+impl Metered {
+    /// `resp` with its body metered for `exchange` (if metering is on), holding `in_flight` until
+    /// the body's end.
     pub(crate) fn wrap(
         resp: Response<Body>,
         exchange: Option<Exchange>,
-        token: T,
+        in_flight: InFlight,
     ) -> Response<Body> {
         let streamed = resp
             .headers()
@@ -46,7 +47,7 @@ impl<T: Send + Unpin + 'static> Metered<T> {
             Body::new(Metered {
                 inner,
                 exchange,
-                token: Some(token),
+                in_flight: Some(in_flight),
                 outcome,
                 tail,
             })
@@ -54,20 +55,24 @@ impl<T: Send + Unpin + 'static> Metered<T> {
     }
 }
 
-impl<T> Metered<T> {
-    /// Counts the exchange once, and lets go of the token.
+impl Metered {
+    /// Counts the exchange once, and lets go of the instance.
     fn end(&mut self) {
-        self.token = None;
         if let Some(exchange) = self.exchange.take() {
             if let Some(tail) = &self.tail {
                 self.outcome.tokens = tail.tokens();
             }
-            exchange.finish(self.outcome);
+            let instance = self
+                .in_flight
+                .as_ref()
+                .map(|f| f.instance().metrics().as_ref());
+            exchange.finish(self.outcome, instance);
         }
+        self.in_flight = None;
     }
 }
 
-impl<T: Unpin> HttpBody for Metered<T> {
+impl HttpBody for Metered {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -109,7 +114,7 @@ impl<T: Unpin> HttpBody for Metered<T> {
     }
 }
 
-impl<T> Drop for Metered<T> {
+impl Drop for Metered {
     fn drop(&mut self) {
         // The client left before the end (or the answer was never polled): counted as it stands.
         self.end();

@@ -1,8 +1,8 @@
 //! Measures each inference exchange (a request routed to an instance, and its answer): how long it
 //! took, how long until the answer's first byte, the status the client got, and the tokens the
 //! backend reported. The answer streams through untouched ([`Metered`]); when it has been sent (or
-//! the client left), the exchange is counted once: in the instance's and the key's metrics, in the
-//! activity record, and in the request log.
+//! the client left), the exchange is counted once: in the instance's and the key's metrics, and
+//! (unless it was a read: health, props, models, slots) in the activity record and the request log.
 
 mod body;
 mod tokens;
@@ -15,8 +15,7 @@ use crate::audit::Actor;
 use crate::metrics::{InstanceMetrics, KeyLabels, Metrics};
 use crate::names;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where finished exchanges go; cheap to clone. With all three off, nothing is measured at all.
 #[derive(Debug, Clone)]
@@ -34,29 +33,20 @@ impl Meter {
         self.metrics.is_some() || self.activity.is_some() || self.log_requests
     }
 
-    /// Starts measuring a request by `caller` to `instance` (whose metrics, if it exists, are
-    /// `instance_metrics`); `None` when metering is off.
-    pub(crate) fn begin(
-        &self,
-        caller: &Actor,
-        instance: &str,
-        route: Route,
-        instance_metrics: impl FnOnce() -> Option<Arc<InstanceMetrics>>,
-    ) -> Option<Exchange> {
+    /// Starts measuring a request by `caller` to `instance`; `None` when metering is off.
+    pub(crate) fn begin(&self, caller: &Actor, instance: &str, route: Route) -> Option<Exchange> {
         if !self.is_on() {
             return None;
         }
-        let instance_metrics = self.metrics.as_ref().and_then(|_| instance_metrics());
         Some(Exchange {
             meter: self.clone(),
             started: Instant::now(),
-            at_ms: chrono::Utc::now().timestamp_millis(),
+            arrived: SystemTime::now(),
             key_id: caller.key_id.clone(),
             key_name: caller.name.clone(),
             client: caller.addr,
             instance: instance.to_string(),
             route,
-            instance_metrics,
         })
     }
 }
@@ -66,13 +56,12 @@ impl Meter {
 pub(crate) struct Exchange {
     meter: Meter,
     started: Instant,
-    at_ms: i64,
+    arrived: SystemTime,
     key_id: Option<String>,
     key_name: String,
     client: Option<IpAddr>,
     instance: String,
     route: Route,
-    instance_metrics: Option<Arc<InstanceMetrics>>,
 }
 
 /// How an exchange ended.
@@ -89,6 +78,11 @@ pub(crate) struct Outcome {
 }
 
 impl Exchange {
+    /// The instance asked for.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// The route class being measured.
     pub(crate) fn route(&self) -> Route {
         self.route
@@ -99,8 +93,9 @@ impl Exchange {
         self.started.elapsed()
     }
 
-    /// Counts the exchange: instance and key metrics, the activity record, the request log line.
-    pub(crate) fn finish(self, outcome: Outcome) {
+    /// Counts the exchange: in `instance`'s metrics (the instance it reached, if any) and the
+    /// key's, the activity record, the request log line.
+    pub(crate) fn finish(self, outcome: Outcome, instance: Option<&InstanceMetrics>) {
         let duration = self.started.elapsed();
         let Outcome {
             status,
@@ -108,7 +103,7 @@ impl Exchange {
             tokens,
             streamed,
         } = outcome;
-        if let Some(m) = &self.instance_metrics {
+        if let (Some(m), Some(_)) = (instance, &self.meter.metrics) {
             m.request(self.route, status, duration, first_byte, tokens);
         }
         if let Some(metrics) = &self.meter.metrics {
@@ -118,7 +113,14 @@ impl Exchange {
             };
             metrics.key_request(&key, tokens);
         }
-        if self.meter.log_requests {
+        // Reads (health, props, models, slots) are counted in the metrics only: they are no
+        // inference, and a load balancer's health probes would flood the log and the record.
+        let inference = self.route != Route::Read;
+        let at_ms = || {
+            let since_epoch = self.arrived.duration_since(UNIX_EPOCH).unwrap_or_default();
+            i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+        };
+        if self.meter.log_requests && inference {
             tracing::info!(
                 target: "llamactl::request",
                 key_id = self.key_id.as_deref().unwrap_or_default(),
@@ -132,14 +134,14 @@ impl Exchange {
                 completion_tokens = tokens.completion,
                 streamed,
                 client = self.client.map(tracing::field::display),
-                at_ms = self.at_ms,
+                at_ms = at_ms(),
                 "inference request"
             );
         }
-        if let Some(activity) = &self.meter.activity {
+        if let (Some(activity), true) = (&self.meter.activity, inference) {
             let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
             activity.record(Record {
-                at_ms: self.at_ms,
+                at_ms: at_ms(),
                 key_id: self.key_id,
                 key_name: self.key_name,
                 instance: self.instance,

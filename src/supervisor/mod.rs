@@ -24,6 +24,7 @@ mod usage;
 
 pub use handle::Handle;
 pub use state::Status;
+pub use usage::InFlight;
 
 use crate::audit::{Actor, Event};
 use crate::backends::BackendCommand;

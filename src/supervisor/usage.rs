@@ -85,6 +85,11 @@ impl InFlight {
         inst.usage().begin();
         InFlight { inst }
     }
+
+    /// The instance in use.
+    pub fn instance(&self) -> &Handle {
+        &self.inst
+    }
 }
 
 impl Drop for InFlight {
