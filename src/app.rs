@@ -10,7 +10,7 @@ use crate::events::Events;
 use crate::files;
 use crate::http::connection::{Limits, PerClient};
 use crate::http::{self, AppState};
-use crate::metering::Meter;
+use crate::metering::{Meter, Sinks};
 use crate::metrics::Metrics;
 use crate::supervisor::{logs, Supervisor};
 use std::fs::File;
@@ -106,11 +106,11 @@ impl Application {
         supervisor.restore().await?;
         let metrics = Metrics::default();
         let activity = Recorder::start(db.clone(), cfg.activity.max_records);
-        let meter = Meter {
+        let meter = Meter::new(Sinks {
             metrics: cfg.server.metrics.then(|| metrics.clone()),
             activity: cfg.activity.enabled.then(|| activity.clone()),
             log_requests: cfg.log.requests,
-        };
+        });
         let state = AppState {
             connections: PerClient::new(limits.per_client),
             cfg,

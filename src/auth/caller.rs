@@ -17,6 +17,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who it is, taken out (the caller is done with).
+    pub fn into_actor(self) -> Actor {
+        self.actor
+    }
+
     /// A caller holding a key of `kind`, limited to `scope`.
     pub fn with_key(actor: Actor, kind: KeyKind, scope: KeyScope) -> Self {
         Caller {

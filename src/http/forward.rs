@@ -18,6 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::time::Instant;
 
 /// Largest request body on `/v1` (images travel inline, base64-encoded).
 pub(crate) const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -36,15 +37,15 @@ pub(crate) enum Start {
 /// answer. 403 outside the caller's instances, before anything is looked up.
 pub(crate) async fn forward(
     state: &AppState,
-    caller: &Caller,
+    caller: Caller,
     instance: &str,
     start: Start,
     target: String,
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     caller.ensure_instance(instance)?;
+    let started = Instant::now();
     let route = activity::classify(req.method(), &target);
-    let exchange = state.meter.begin(&caller.actor, instance, route);
     let acquired = match start {
         Start::OnDemand => {
             let evictable = |name: &str| caller.may_use(name);
@@ -56,21 +57,24 @@ pub(crate) async fn forward(
         }
         Start::IfRunning => state.supervisor.use_running(instance),
     };
+    let exchange = state
+        .meter
+        .begin(started, caller.into_actor(), instance, route);
     let (port, in_flight) = match acquired {
         Ok(acquired) => acquired,
-        Err(e) => return Err(refused(state, exchange, e)),
+        Err(e) => return Err(refused(state, instance, exchange, e)),
     };
     match upstream::forward(&state.upstream, serve::current(), port, target, req).await {
         Ok(resp) => Ok(Metered::wrap(resp, exchange, in_flight)),
-        Err(e) => Err(refused(state, exchange, upstream_error(port, e))),
+        Err(e) => Err(refused(state, instance, exchange, upstream_error(port, e))),
     }
 }
 
 /// Counts an exchange that ended without an answer from the backend, with the error's status
 /// (in the instance's metrics too, if the instance exists).
-fn refused(state: &AppState, exchange: Option<Exchange>, e: Error) -> Error {
+fn refused(state: &AppState, instance: &str, exchange: Option<Exchange>, e: Error) -> Error {
     if let Some(exchange) = exchange {
-        let instance = state.supervisor.instance(exchange.instance()).ok();
+        let instance = state.supervisor.instance(instance).ok();
         let outcome = Outcome {
             status: e.status().as_u16(),
             ..Outcome::default()

@@ -78,7 +78,7 @@ pub async fn forward(
     // The body is complete already; a backend must not wait to invite it.
     parts.headers.remove(header::EXPECT);
     let req = Request::from_parts(parts, Body::from(body));
-    forward::forward(&state, &caller, &model, Start::OnDemand, target, req)
+    forward::forward(&state, caller, &model, Start::OnDemand, target, req)
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => Error::NotFound(format!("model '{model}' not found")),

@@ -53,7 +53,7 @@ async fn forward(state: &AppState, req: Request) -> Response<Body> {
     }
     let addr = guard::client_addr(&req);
     match guard::authenticate(state, Scope::Inference, req.headers(), addr).await {
-        Ok(caller) => forward_as(state, &caller, req)
+        Ok(caller) => forward_as(state, caller, req)
             .await
             .unwrap_or_else(IntoResponse::into_response),
         Err(refusal) => refusal,
@@ -78,7 +78,7 @@ fn method_not_allowed(method: &Method) -> Response<Body> {
 
 /// Forwards to the running instance (see [`super::forward::forward`]); 403 outside the key's
 /// instances or, for an inference key, outside [`INFERENCE_ROUTES`]; 503 if it is not running.
-async fn forward_as(state: &AppState, caller: &Caller, req: Request) -> Result<Response<Body>> {
+async fn forward_as(state: &AppState, caller: Caller, req: Request) -> Result<Response<Body>> {
     let Some((instance, rest)) = split_path(req.uri().path()) else {
         return Err(Error::NotFound("no such route".into()));
     };

@@ -14,12 +14,12 @@ use crate::activity::{Record, Recorder, Route};
 use crate::audit::Actor;
 use crate::metrics::{InstanceMetrics, KeyLabels, Metrics};
 use crate::names;
-use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Where finished exchanges go; cheap to clone. With all three off, nothing is measured at all.
-#[derive(Debug, Clone)]
-pub struct Meter {
+/// Where finished exchanges go. With all three off, nothing is measured at all.
+#[derive(Debug)]
+pub struct Sinks {
     /// Prometheus counters; `None` while `/metrics` is off (nobody could read them).
     pub metrics: Option<Metrics>,
     /// The activity record; `None` while `activity.enabled` is off.
@@ -28,24 +28,40 @@ pub struct Meter {
     pub log_requests: bool,
 }
 
+/// Measures exchanges into its [`Sinks`]; cheap to clone (one reference count).
+#[derive(Debug, Clone)]
+pub struct Meter {
+    sinks: Arc<Sinks>,
+}
+
 impl Meter {
-    fn is_on(&self) -> bool {
-        self.metrics.is_some() || self.activity.is_some() || self.log_requests
+    /// A meter counting into `sinks`.
+    pub fn new(sinks: Sinks) -> Self {
+        Meter {
+            sinks: Arc::new(sinks),
+        }
     }
 
-    /// Starts measuring a request by `caller` to `instance`; `None` when metering is off.
-    pub(crate) fn begin(&self, caller: &Actor, instance: &str, route: Route) -> Option<Exchange> {
-        if !self.is_on() {
+    /// Starts measuring a request that arrived at `started`, made by `caller` to `instance`;
+    /// `None` when metering is off. The caller is taken, not copied: the hot path allocates
+    /// nothing more for a read.
+    pub(crate) fn begin(
+        &self,
+        started: Instant,
+        caller: Actor,
+        instance: &str,
+        route: Route,
+    ) -> Option<Exchange> {
+        let sinks = &self.sinks;
+        if sinks.metrics.is_none() && sinks.activity.is_none() && !sinks.log_requests {
             return None;
         }
         Some(Exchange {
             meter: self.clone(),
-            started: Instant::now(),
-            arrived: SystemTime::now(),
-            key_id: caller.key_id.clone(),
-            key_name: caller.name.clone(),
-            client: caller.addr,
-            instance: instance.to_string(),
+            started,
+            caller,
+            // Reads go to the metrics only, which reach the instance through the request's hold.
+            instance: (route != Route::Read).then(|| instance.to_string()),
             route,
         })
     }
@@ -56,11 +72,9 @@ impl Meter {
 pub(crate) struct Exchange {
     meter: Meter,
     started: Instant,
-    arrived: SystemTime,
-    key_id: Option<String>,
-    key_name: String,
-    client: Option<IpAddr>,
-    instance: String,
+    caller: Actor,
+    /// The instance asked for; `None` for reads, which are not recorded or logged.
+    instance: Option<String>,
     route: Route,
 }
 
@@ -78,11 +92,6 @@ pub(crate) struct Outcome {
 }
 
 impl Exchange {
-    /// The instance asked for.
-    pub(crate) fn instance(&self) -> &str {
-        &self.instance
-    }
-
     /// The route class being measured.
     pub(crate) fn route(&self) -> Route {
         self.route
@@ -94,7 +103,8 @@ impl Exchange {
     }
 
     /// Counts the exchange: in `instance`'s metrics (the instance it reached, if any) and the
-    /// key's, the activity record, the request log line.
+    /// key's; unless it was a read (health, props, models, slots: no inference, and a load
+    /// balancer's probes would flood them), in the activity record and the request log.
     pub(crate) fn finish(self, outcome: Outcome, instance: Option<&InstanceMetrics>) {
         let duration = self.started.elapsed();
         let Outcome {
@@ -103,29 +113,36 @@ impl Exchange {
             tokens,
             streamed,
         } = outcome;
-        if let (Some(m), Some(_)) = (instance, &self.meter.metrics) {
-            m.request(self.route, status, duration, first_byte, tokens);
-        }
-        if let Some(metrics) = &self.meter.metrics {
-            let key = KeyLabels {
-                key_id: self.key_id.clone().unwrap_or_default(),
-                key_name: self.key_name.clone(),
-            };
+        let sinks = &*self.meter.sinks;
+        let Actor {
+            name,
+            key_id,
+            addr: client,
+        } = self.caller;
+        let key = KeyLabels {
+            key_id: key_id.unwrap_or_default(),
+            key_name: name,
+        };
+        if let Some(metrics) = &sinks.metrics {
+            if let Some(m) = instance {
+                m.request(self.route, status, duration, first_byte, tokens);
+            }
             metrics.key_request(&key, tokens);
         }
-        // Reads (health, props, models, slots) are counted in the metrics only: they are no
-        // inference, and a load balancer's health probes would flood the log and the record.
-        let inference = self.route != Route::Read;
-        let at_ms = || {
-            let since_epoch = self.arrived.duration_since(UNIX_EPOCH).unwrap_or_default();
-            i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+        let Some(instance) = self.instance else {
+            return;
         };
-        if self.meter.log_requests && inference {
+        let arrived = SystemTime::now()
+            .checked_sub(duration)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        let at_ms = i64::try_from(arrived.as_millis()).unwrap_or(i64::MAX);
+        if sinks.log_requests {
             tracing::info!(
                 target: "llamactl::request",
-                key_id = self.key_id.as_deref().unwrap_or_default(),
-                key = %self.key_name,
-                instance = %self.instance,
+                key_id = %key.key_id,
+                key = %key.key_name,
+                instance = %instance,
                 route = %names::name_of(&self.route),
                 status,
                 duration_ms = duration.as_millis() as u64,
@@ -133,18 +150,18 @@ impl Exchange {
                 prompt_tokens = tokens.prompt,
                 completion_tokens = tokens.completion,
                 streamed,
-                client = self.client.map(tracing::field::display),
-                at_ms = at_ms(),
+                client = client.map(tracing::field::display),
+                at_ms,
                 "inference request"
             );
         }
-        if let (Some(activity), true) = (&self.meter.activity, inference) {
+        if let Some(activity) = &sinks.activity {
             let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
             activity.record(Record {
-                at_ms: at_ms(),
-                key_id: self.key_id,
-                key_name: self.key_name,
-                instance: self.instance,
+                at_ms,
+                key_id: (!key.key_id.is_empty()).then_some(key.key_id),
+                key_name: key.key_name,
+                instance,
                 route: self.route,
                 status,
                 duration_ms: millis(duration),
@@ -152,7 +169,7 @@ impl Exchange {
                 prompt_tokens: tokens.prompt,
                 completion_tokens: tokens.completion,
                 streamed,
-                client_addr: self.client,
+                client_addr: client,
             });
         }
     }
