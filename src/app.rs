@@ -3,7 +3,7 @@
 use crate::activity::Recorder;
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
-use crate::config::{Config, ServerConfig};
+use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::events::Events;
@@ -76,7 +76,7 @@ impl Application {
         cfg.auth.metrics_keys.clear();
         let cfg = Arc::new(cfg);
         bootstrap::announce(&auth.first_boot(&cfg.data_dir).await?);
-        let limits = connection_limits(&cfg.server);
+        let limits = connection_limits(&cfg);
         let (host, port) = (cfg.listen_host(), cfg.server.port);
         let listener = TcpListener::bind((host, port))
             .await
@@ -193,7 +193,7 @@ impl Application {
 
 /// Raises the open-file limit as far as allowed (each client connection takes a descriptor) and
 /// sets the connection limits from it.
-fn connection_limits(cfg: &ServerConfig) -> Limits {
+fn connection_limits(cfg: &Config) -> Limits {
     let open_files = match crate::http::connection::open_files::raise() {
         Ok(limit) => limit,
         Err(e) => {
@@ -201,9 +201,14 @@ fn connection_limits(cfg: &ServerConfig) -> Limits {
             0
         }
     };
-    let limits = Limits::new(cfg, open_files);
+    let mut limits = Limits::new(&cfg.server, open_files);
+    // A client that takes nothing of a streamed answer holds a backend's slot: its answer (and so
+    // the upstream request) is cut after the lesser of the two limits, by the same deadline.
+    let stream_idle = Duration::from_secs(cfg.instances.stream_idle_timeout);
+    limits.response_write = limits.response_write.min(stream_idle);
     tracing::info!(
         open_files,
+        response_write_timeout = limits.response_write.as_secs(),
         max_connections_per_client = limits.per_client,
         "connection limits"
     );

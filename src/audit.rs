@@ -26,6 +26,8 @@ pub enum Event {
     Stopped,
     /// The backend exited by itself while running.
     Crashed,
+    /// The backend stopped answering its health checks while running and was killed.
+    Unresponsive,
     /// The backend is being started again after a crash.
     Restarted,
     /// The backend could not start, or crashed too often.

@@ -183,6 +183,13 @@ pub struct InstancesConfig {
     pub on_demand_start_timeout: u64,
     /// Default for an instance's `idle_timeout`, in minutes; 0 = never.
     pub default_idle_timeout: Minutes,
+    /// Seconds between two liveness probes (`/health`) of a running instance; 0 = no probes.
+    pub health_check_interval: u64,
+    /// Probes missed in a row after which a running instance is killed as unresponsive.
+    pub health_check_failures: u32,
+    /// Seconds an answer may go without a byte from the backend (or the client may take nothing)
+    /// before it is ended.
+    pub stream_idle_timeout: u64,
 }
 
 /// A span of minutes as users write it: whole minutes as in the Go llamactl, or fractions
@@ -339,6 +346,9 @@ impl Default for InstancesConfig {
             default_on_demand_start: true,
             on_demand_start_timeout: 120,
             default_idle_timeout: Minutes(0.0),
+            health_check_interval: 10,
+            health_check_failures: 3,
+            stream_idle_timeout: 300,
         }
     }
 }
@@ -524,6 +534,15 @@ const ENV_VARS: &[(&str, Setter)] = &[
     ("LLAMACTL_DEFAULT_IDLE_TIMEOUT", |c, v| {
         parse_into(v, &mut c.instances.default_idle_timeout)
     }),
+    ("LLAMACTL_HEALTH_CHECK_INTERVAL", |c, v| {
+        parse_into(v, &mut c.instances.health_check_interval)
+    }),
+    ("LLAMACTL_HEALTH_CHECK_FAILURES", |c, v| {
+        parse_into(v, &mut c.instances.health_check_failures)
+    }),
+    ("LLAMACTL_STREAM_IDLE_TIMEOUT", |c, v| {
+        parse_into(v, &mut c.instances.stream_idle_timeout)
+    }),
     ("LLAMACTL_LLAMACPP_COMMAND", |c, v| {
         c.backends.llama_cpp.command = v.to_string();
         Ok(())
@@ -682,6 +701,10 @@ impl Config {
                 "server.response_write_timeout",
                 self.server.response_write_timeout,
             ),
+            (
+                "instances.stream_idle_timeout",
+                self.instances.stream_idle_timeout,
+            ),
         ] {
             // A connection with no deadline is what a slow client exploits; there is no "off".
             if !(1..=MAX_CONNECTION_TIMEOUT).contains(&value) {
@@ -698,6 +721,10 @@ impl Config {
             ("auth.failed_auth_period", self.auth.failed_auth_period),
             ("history.max_events", self.history.max_events),
             ("activity.max_records", self.activity.max_records),
+            (
+                "instances.health_check_failures",
+                u64::from(self.instances.health_check_failures),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
@@ -980,6 +1007,41 @@ mod tests {
             assert!(err.to_string().contains("server."), "{yaml}: {err}");
         }
         assert!(parse_str("server:\n  max_connections_per_client: -1\n").is_err());
+    }
+
+    #[test]
+    fn liveness_settings_have_defaults_env_overrides_and_bounds() {
+        let c = Config::default();
+        assert_eq!(c.instances.health_check_interval, 10);
+        assert_eq!(c.instances.health_check_failures, 3);
+        assert_eq!(c.instances.stream_idle_timeout, 300);
+        let mut c = parse_str("instances:\n  health_check_interval: 0\n").unwrap();
+        c.validate().unwrap();
+        apply_env(
+            &mut c,
+            &env_of(&[
+                ("LLAMACTL_HEALTH_CHECK_INTERVAL", "2"),
+                ("LLAMACTL_HEALTH_CHECK_FAILURES", "5"),
+                ("LLAMACTL_STREAM_IDLE_TIMEOUT", "7"),
+            ]),
+        )
+        .unwrap();
+        let i = &c.instances;
+        assert_eq!(
+            (
+                i.health_check_interval,
+                i.health_check_failures,
+                i.stream_idle_timeout
+            ),
+            (2, 5, 7)
+        );
+        for yaml in [
+            "instances:\n  health_check_failures: 0\n",
+            "instances:\n  stream_idle_timeout: 0\n",
+        ] {
+            let err = parse_str(yaml).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains("instances."), "{yaml}: {err}");
+        }
     }
 
     #[test]

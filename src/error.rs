@@ -49,6 +49,9 @@ pub enum Error {
     /// The backend could not be reached or answered garbage (502).
     #[error("{0}")]
     BadGateway(String),
+    /// The backend sent nothing in time (504).
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// Instance not running, or a cold start timed out (503).
     #[error("{0}")]
     Unavailable(String),
@@ -106,6 +109,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::StartFailed { .. }
             | Error::Failed(_)

@@ -13,12 +13,13 @@ use crate::activity;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::metering::{Exchange, Metered, Outcome};
-use crate::upstream::{self, SendError};
+use crate::supervisor::{Handle, Status};
+use crate::upstream::{self, Quiet, SendError};
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest request body on `/v1` (images travel inline, base64-encoded).
 pub(crate) const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -64,9 +65,22 @@ pub(crate) async fn forward(
         Ok(acquired) => acquired,
         Err(e) => return Err(refused(state, instance, exchange, e)),
     };
-    match upstream::forward(&state.upstream, serve::current(), port, target, req).await {
+    let quiet = quiet(state, in_flight.instance());
+    match upstream::forward(&state.upstream, serve::current(), port, target, req, quiet).await {
         Ok(resp) => Ok(Metered::wrap(resp, exchange, in_flight)),
-        Err(e) => Err(refused(state, instance, exchange, upstream_error(port, e))),
+        Err(e) => {
+            let e = upstream_error(state, instance, port, e);
+            Err(refused(state, instance, exchange, e))
+        }
+    }
+}
+
+/// How long `instance`'s backend may stay quiet mid-answer; a stall is counted in its metrics.
+pub(crate) fn quiet(state: &AppState, instance: &Handle) -> Quiet {
+    let metrics = instance.metrics().clone();
+    Quiet {
+        limit: Duration::from_secs(state.cfg.instances.stream_idle_timeout),
+        on_stall: Box::new(move || metrics.stalled_answer()),
     }
 }
 
@@ -84,12 +98,30 @@ fn refused(state: &AppState, instance: &str, exchange: Option<Exchange>, e: Erro
     e
 }
 
-/// What the client is told when the backend could not be reached or the client's body stalled.
-fn upstream_error(port: u16, e: SendError) -> Error {
+/// What the client is told when the backend could not be reached, went down or stayed silent, or
+/// the client's body stalled.
+fn upstream_error(state: &AppState, instance: &str, port: u16, e: SendError) -> Error {
     if super::connection::body_stalled(&e) {
-        Error::body_stalled()
-    } else {
-        Error::BadGateway(format!("backend on port {port} did not answer: {e}"))
+        return Error::body_stalled();
+    }
+    if let SendError::Silent(limit) = e {
+        return Error::GatewayTimeout(format!(
+            "instance '{instance}' sent nothing for {} s (instances.stream_idle_timeout)",
+            limit.as_secs()
+        ));
+    }
+    // A backend killed while the request waited on it (it hung, or crashed): the instance is down
+    // for now, which is not the same as a backend answering garbage.
+    let status = state
+        .supervisor
+        .instance(instance)
+        .map(|i| i.snapshot().status);
+    match status {
+        Ok(status) if status != Status::Running => Error::Unavailable(format!(
+            "instance '{instance}' went down while answering and is {}; try again",
+            crate::names::name_of(&status)
+        )),
+        _ => Error::BadGateway(format!("backend on port {port} did not answer: {e}")),
     }
 }
 

@@ -110,6 +110,7 @@ async fn backend_metrics(state: &AppState, instance: &str, req: Request) -> Resu
         port,
         "/metrics".into(),
         upstream_req,
+        super::forward::quiet(state, in_flight.instance()),
     )
     .await
     .map_err(|e| Error::BadGateway(format!("backend on port {port} did not answer: {e}")))?;

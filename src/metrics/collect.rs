@@ -289,7 +289,7 @@ impl Scrape {
                 }
             }
         }
-        let counters: [(&str, &str, Read); 7] = [
+        let counters: [(&str, &str, Read); 9] = [
             (
                 "llamactl_instance_prompt_tokens",
                 "Prompt tokens the instance's backend reported",
@@ -324,6 +324,16 @@ impl Scrape {
                 "llamactl_instance_idle_stops",
                 "Stops after the instance's idle_timeout",
                 |m| m.idle_stops.get(),
+            ),
+            (
+                "llamactl_instance_unresponsive",
+                "Kills after the instance missed instances.health_check_failures health checks in a row",
+                |m| m.unresponsive.get(),
+            ),
+            (
+                "llamactl_instance_stalled_answers",
+                "Answers ended because the backend sent nothing for instances.stream_idle_timeout",
+                |m| m.stalled_answers.get(),
             ),
         ];
         for (name, help, read) in counters {

@@ -48,6 +48,8 @@ pub struct InstanceMetrics {
     pub(super) on_demand_starts: Counter,
     pub(super) evictions: Counter,
     pub(super) idle_stops: Counter,
+    pub(super) unresponsive: Counter,
+    pub(super) stalled_answers: Counter,
     pub(super) start_duration: Histogram,
 }
 
@@ -63,6 +65,8 @@ impl Default for InstanceMetrics {
             on_demand_starts: Counter::default(),
             evictions: Counter::default(),
             idle_stops: Counter::default(),
+            unresponsive: Counter::default(),
+            stalled_answers: Counter::default(),
             start_duration: Histogram::new(START_BUCKETS),
         }
     }
@@ -124,16 +128,22 @@ impl InstanceMetrics {
         }
     }
 
-    /// Counts a lifecycle event: crashes, restarts, evictions and idle stops.
+    /// Counts a lifecycle event: crashes, hangs, restarts, evictions and idle stops.
     pub(crate) fn lifecycle(&self, event: Event) {
         let counter = match event {
             Event::Crashed => &self.crashes,
             Event::Restarted => &self.restarts,
             Event::Evicted => &self.evictions,
             Event::IdleStopped => &self.idle_stops,
+            Event::Unresponsive => &self.unresponsive,
             _ => return,
         };
         counter.inc();
+    }
+
+    /// Counts an answer ended because the backend sent nothing for `stream_idle_timeout`.
+    pub(crate) fn stalled_answer(&self) {
+        self.stalled_answers.inc();
     }
 
     /// Counts a start made by an inference request.

@@ -3,9 +3,10 @@
 
 use super::child::{ChildProc, Exit};
 use super::handle::Handle;
+use super::health::{self, Liveness, Report};
 use super::spawner::SpawnSpec;
 use super::state::Status;
-use super::{health, logs, process, Shared};
+use super::{logs, process, Shared};
 use crate::audit::{Actor, Event};
 use crate::backends::llama_cpp;
 use crate::definitions::options;
@@ -56,8 +57,9 @@ struct InstanceActor {
     inst: Arc<Handle>,
     shared: Arc<Shared>,
     child: Option<ChildProc>,
+    /// The readiness probe while starting, the liveness probe while running.
     probe: Option<JoinHandle<()>>,
-    ready_tx: mpsc::UnboundedSender<u64>,
+    report_tx: mpsc::UnboundedSender<Report>,
     generation: u64,
     backoff: Option<Instant>,
     restarts: u32,
@@ -74,13 +76,13 @@ pub async fn run(
     shared: Arc<Shared>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
     let mut actor = InstanceActor {
         inst,
         shared,
         child: None,
         probe: None,
-        ready_tx,
+        report_tx,
         generation: 0,
         backoff: None,
         restarts: 0,
@@ -103,8 +105,11 @@ pub async fn run(
                 }
                 Some(cmd) => actor.handle(cmd).await,
             },
-            exit = wait_child(&mut actor.child) => actor.on_exit(exit).await,
-            Some(generation) = ready_rx.recv() => actor.on_ready(generation).await,
+            exit = wait_child(&mut actor.child) => actor.on_exit(exit, Event::Crashed).await,
+            Some(report) = reports.recv() => match report {
+                Report::Ready(generation) => actor.on_ready(generation).await,
+                Report::Unresponsive(generation) => actor.on_unresponsive(generation).await,
+            },
             () = sleep_until(actor.backoff) => actor.on_backoff().await,
         }
     }
@@ -323,7 +328,7 @@ impl InstanceActor {
             self.shared.upstream.clone(),
             port,
             self.generation,
-            self.ready_tx.clone(),
+            self.report_tx.clone(),
         )));
         self.child = Some(child);
         self.port = Some(port);
@@ -373,6 +378,7 @@ impl InstanceActor {
         self.ready_at = Some(Instant::now());
         self.shared.idle_wake.notify_one();
         let port = self.inst.snapshot().port.unwrap_or_default();
+        self.watch_liveness(port);
         tracing::info!(instance = %self.inst.name, port, ms = took.as_millis() as u64, "backend ready");
         self.record(
             Event::Ready,
@@ -381,7 +387,53 @@ impl InstanceActor {
         .await;
     }
 
-    async fn on_exit(&mut self, exit: Exit) {
+    /// Probes the running backend on `port` until it is released (unless probes are off).
+    fn watch_liveness(&mut self, port: u16) {
+        let cfg = &self.shared.cfg.instances;
+        if cfg.health_check_interval == 0 {
+            return;
+        }
+        let live = Liveness {
+            every: Duration::from_secs(cfg.health_check_interval),
+            failures: cfg.health_check_failures,
+        };
+        if let Some(ready_probe) = self.probe.take() {
+            ready_probe.abort();
+        }
+        self.probe = Some(tokio::spawn(health::watch_liveness(
+            self.shared.upstream.clone(),
+            port,
+            self.generation,
+            live,
+            self.report_tx.clone(),
+        )));
+    }
+
+    /// A running backend missed its health checks: killed like a crash and restarted (or failed)
+    /// the same way. A stopped process ignores SIGTERM, so it gets SIGKILL at once.
+    async fn on_unresponsive(&mut self, generation: u64) {
+        if generation != self.generation || self.status() != Status::Running {
+            return;
+        }
+        let cfg = &self.shared.cfg.instances;
+        let why = format!(
+            "stopped answering /health ({} checks in a row, {} s apart) and was killed",
+            cfg.health_check_failures, cfg.health_check_interval
+        );
+        tracing::warn!(instance = %self.inst.name, reason = %why, "backend unresponsive");
+        // Requests waiting on it see that it went down before their connections break (503).
+        self.inst.update_state(|s| s.status = Status::Restarting);
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        let exit = child.kill().await;
+        tracing::info!(instance = %self.inst.name, exit = %exit.0, "unresponsive backend killed");
+        self.on_exit(Exit(why), Event::Unresponsive).await;
+    }
+
+    /// The process is gone (`exit` says how; `event` is what the history calls it when it was
+    /// not a start that failed): restart after `restart_delay`, or fail.
+    async fn on_exit(&mut self, exit: Exit, event: Event) {
         self.child = None;
         let was = self.status();
         if self.ready_at.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
@@ -430,7 +482,7 @@ impl InstanceActor {
         });
         self.release().await;
         if !never_ready {
-            self.record(Event::Crashed, Some(&exit.0)).await;
+            self.record(event, Some(&exit.0)).await;
         }
         match failure {
             Some(reason) => {

@@ -63,6 +63,13 @@ impl ChildProc {
         exit
     }
 
+    /// SIGKILL to the group at once (for a process that cannot be asked), and waits until the
+    /// child is reaped.
+    pub async fn kill(mut self) -> Exit {
+        signal_group(i64::from(self.pid), libc::SIGKILL);
+        self.wait().await
+    }
+
     /// SIGTERM to the group, SIGKILL after `grace`, and waits until the child is reaped.
     pub async fn terminate(mut self, grace: Duration) -> Exit {
         if self.exit.is_none() {

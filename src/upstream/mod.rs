@@ -4,8 +4,10 @@
 //! proxy does not open a new upstream connection per request.
 
 mod pool;
+mod stall;
 
 pub use pool::{Pool, SendError};
+pub use stall::OnStall;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
@@ -22,11 +24,9 @@ fn host(port: u16) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("127.0.0.1"))
 }
 
-/// How long a health probe may take.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// True if the backend at `port` answers `GET /health` with 200 in time (from the main runtime).
-pub async fn is_healthy(pool: &Pool, port: u16) -> bool {
+/// True if the backend at `port` answers `GET /health` with 200 within `timeout` (from the main
+/// runtime).
+pub async fn is_healthy(pool: &Pool, port: u16, timeout: Duration) -> bool {
     let Ok(req) = Request::get("/health")
         .header(header::HOST, host(port))
         .body(Body::empty())
@@ -41,7 +41,7 @@ pub async fn is_healthy(pool: &Pool, port: u16) -> bool {
         Ok::<_, SendError>(status)
     };
     matches!(
-        tokio::time::timeout(HEALTH_TIMEOUT, probe).await,
+        tokio::time::timeout(timeout, probe).await,
         Ok(Ok(StatusCode::OK))
     )
 }
@@ -73,15 +73,26 @@ fn strip_hop_headers(headers: &mut HeaderMap) {
     headers.remove("keep-alive");
 }
 
+/// How long a backend may stay quiet in the middle of an answer, and what to do if it does.
+pub struct Quiet {
+    /// Longest time without a byte from the backend while the client waits for one.
+    pub limit: Duration,
+    /// Called once if the backend stayed quiet that long.
+    pub on_stall: OnStall,
+}
+
 /// Sends `req` to `http://127.0.0.1:<port><path_and_query>` over `lane`'s connections and returns
 /// the streaming response, without the hop-by-hop headers and the caller's credentials.
 /// (`path_and_query` is taken by value: the URI then keeps its buffer instead of copying it.)
+/// A backend quiet for `quiet.limit` before its answer's head is [`SendError::Silent`]; during its
+/// body, the body ends (see `stall`).
 pub async fn forward(
     pool: &Pool,
     lane: Lane,
     port: u16,
     path_and_query: String,
     req: Request<Body>,
+    quiet: Quiet,
 ) -> Result<Response<Body>, SendError> {
     let (mut parts, body) = req.into_parts();
     parts.uri = Uri::try_from(path_and_query).map_err(|e| SendError::Target(e.to_string()))?;
@@ -90,12 +101,22 @@ pub async fn forward(
     parts.headers.remove("x-api-key");
     parts.headers.insert(header::HOST, host(port));
     parts.version = axum::http::Version::HTTP_11;
-    let upstream = pool
-        .send(lane, port, Request::from_parts(parts, body))
-        .await?;
+    let sent = pool.send(lane, port, Request::from_parts(parts, body));
+    // Dropping the request on time-out closes its connection: the backend sees it cancelled.
+    let upstream = match tokio::time::timeout(quiet.limit, sent).await {
+        Ok(sent) => sent?,
+        Err(_) => {
+            (quiet.on_stall)();
+            return Err(SendError::Silent(quiet.limit));
+        }
+    };
     let (mut parts, body) = upstream.into_parts();
     strip_hop_headers(&mut parts.headers);
-    Ok(Response::from_parts(parts, body))
+    Ok(stall::StallGuard::wrap(
+        Response::from_parts(parts, body),
+        quiet.limit,
+        quiet.on_stall,
+    ))
 }
 
 #[cfg(test)]

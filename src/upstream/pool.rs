@@ -44,6 +44,9 @@ pub enum SendError {
     /// The path to send to is not a valid URI.
     #[error("invalid path: {0}")]
     Target(String),
+    /// The backend sent no answer within the idle limit (`instances.stream_idle_timeout`).
+    #[error("the backend sent nothing for {} s", .0.as_secs())]
+    Silent(Duration),
     /// The connection failed while the request was sent or the answer read.
     #[error(transparent)]
     Http(#[from] hyper::Error),

@@ -218,7 +218,7 @@ impl<T> Deadlines<T> {
         if self.write_by.poll_passed(cx) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the client stopped reading its answer (server.response_write_timeout)",
+                "the client stopped reading its answer (server.response_write_timeout, at most instances.stream_idle_timeout)",
             )));
         }
         Poll::Pending

@@ -1,0 +1,199 @@
+//! A backend's answer that cannot hang forever: if the backend sends nothing for the idle limit
+//! while the client waits for more, the answer ends cleanly. An event stream gets a last
+//! `event: error` with `{"error": "..."}` first (as it also does when the backend's connection
+//! breaks mid-stream), so an OpenAI client reports the cause instead of a cut connection; any
+//! other body just ends.
+//!
+//! The clock is tower-http's `TimeoutBody`: it runs only while a frame is awaited, so a client
+//! that is slow to read never makes the backend look quiet (a client that stops reading is the
+//! connection's `response_write_timeout`, see `http::connection`).
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, Response};
+use hyper::body::{Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
+
+/// Called once if the backend went quiet (to count it).
+pub type OnStall = Box<dyn FnOnce() + Send>;
+
+/// An answer body that ends when its backend goes quiet for `limit`.
+pub(crate) struct StallGuard {
+    inner: Pin<Box<TimeoutBody<Body>>>,
+    limit: Duration,
+    /// An event stream, which can tell the client why it ends.
+    sse: bool,
+    on_stall: Option<OnStall>,
+    ended: bool,
+}
+
+impl StallGuard {
+    /// `resp` with its body ended after `limit` without a frame; `on_stall` is called if it is.
+    pub(crate) fn wrap(resp: Response<Body>, limit: Duration, on_stall: OnStall) -> Response<Body> {
+        let sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        resp.map(|body| {
+            Body::new(StallGuard {
+                inner: Box::pin(TimeoutBody::new(limit, body)),
+                limit,
+                sse,
+                on_stall: Some(on_stall),
+                ended: false,
+            })
+        })
+    }
+}
+
+/// The last event of a stream that could not go on.
+fn error_event(message: &str) -> Bytes {
+    let data = serde_json::json!({ "error": message });
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
+}
+
+impl HttpBody for StallGuard {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let err = match ready!(this.inner.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
+            None => {
+                this.ended = true;
+                return Poll::Ready(None);
+            }
+            Some(Err(err)) => err,
+        };
+        this.ended = true;
+        let stalled = err.is::<TimeoutError>();
+        let message = if stalled {
+            if let Some(count) = this.on_stall.take() {
+                count();
+            }
+            format!(
+                "the backend sent nothing for {} s (instances.stream_idle_timeout); the answer was ended",
+                this.limit.as_secs()
+            )
+        } else {
+            format!("the backend's answer broke off: {err}")
+        };
+        tracing::warn!(reason = %message, "answer ended early");
+        if this.sse {
+            Poll::Ready(Some(Ok(Frame::data(error_event(&message)))))
+        } else if stalled {
+            Poll::Ready(None)
+        } else {
+            Poll::Ready(Some(Err(axum::Error::new(err))))
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.sse {
+            // A last event may be added: the length is not known in advance.
+            return SizeHint::default();
+        }
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{stream, StreamExt};
+    use http_body_util::{BodyExt, StreamBody};
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// An answer of `content_type` that sends `first` and then nothing, ever.
+    fn quiet_after(content_type: &str, first: &'static str) -> Response<Body> {
+        let frames = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from(first)))])
+            .chain(stream::pending());
+        Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::new(StreamBody::new(frames)))
+            .unwrap()
+    }
+
+    fn counter() -> (Arc<AtomicUsize>, OnStall) {
+        let stalls = Arc::new(AtomicUsize::new(0));
+        let count = stalls.clone();
+        (
+            stalls,
+            Box::new(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_event_stream_ends_with_an_error_event() {
+        let (stalls, on_stall) = counter();
+        let resp = StallGuard::wrap(
+            quiet_after("text/event-stream", "data: {}\n\n"),
+            Duration::from_secs(300),
+            on_stall,
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let (first, last) = body.split_once("\n\n").unwrap();
+        assert_eq!(first, "data: {}");
+        let data = last
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|d| d.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("not an error event: {last:?}"));
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        let message = data["error"].as_str().unwrap();
+        assert!(message.contains("stream_idle_timeout"), "{message}");
+        assert_eq!(stalls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_plain_body_just_ends() {
+        let (stalls, on_stall) = counter();
+        let resp = StallGuard::wrap(
+            quiet_after("application/json", "{\"partial\":"),
+            Duration::from_secs(1),
+            on_stall,
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{\"partial\":");
+        assert_eq!(stalls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_steady_stream_is_not_cut() {
+        let (stalls, on_stall) = counter();
+        let ticks = stream::unfold(0, |n| async move {
+            (n < 5).then_some(())?;
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from("data: x\n\n"))),
+                n + 1,
+            ))
+        });
+        let resp = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::new(StreamBody::new(ticks)))
+            .unwrap();
+        let resp = StallGuard::wrap(resp, Duration::from_secs(60), on_stall);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 5 * "data: x\n\n".len());
+        assert_eq!(stalls.load(Ordering::SeqCst), 0);
+    }
+}
