@@ -76,7 +76,11 @@ async fn a_busy_backend_is_never_declared_unresponsive() {
 
     let (_, after) = server.get("m").await;
     assert_eq!(after["status"], "running", "{after}");
-    assert_eq!(pid_of(&after), pid_of(&before), "the busy backend was replaced");
+    assert_eq!(
+        pid_of(&after),
+        pid_of(&before),
+        "the busy backend was replaced"
+    );
     let output = server.output.lock().map(|o| o.clone()).unwrap_or_default();
     assert!(
         !output.contains("missed a health check"),

@@ -80,7 +80,8 @@ pub struct InferenceBody {
         (status = 404, description = "No instance of this name", body = ErrorBody),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key", body = ErrorBody),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out", body = ErrorBody)))]
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering", body = ErrorBody),
+        (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began", body = ErrorBody)))]
 #[allow(dead_code)]
 async fn chat_completions() {}
 
@@ -93,7 +94,8 @@ async fn chat_completions() {}
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn completions() {}
 
@@ -106,7 +108,8 @@ async fn completions() {}
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn embeddings() {}
 
@@ -119,7 +122,8 @@ async fn embeddings() {}
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn rerank() {}
 
@@ -132,7 +136,8 @@ async fn rerank() {}
         (status = 404, description = "No instance of this name"),
         (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out")))]
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn reranking() {}
 
@@ -146,7 +151,8 @@ async fn reranking() {}
         (status = "default", description = "llama-server's own answer, passed through"),
         (status = 400, description = "Invalid instance name", body = ErrorBody),
         (status = 403, description = "This key may not use this instance, or (an inference key) this llama-server endpoint", body = ErrorBody),
-        (status = 503, description = "The instance is not running", body = ErrorBody)))]
+        (status = 503, description = "The instance is not running, or went down (hung or crashed) while answering", body = ErrorBody),
+        (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began", body = ErrorBody)))]
 #[allow(dead_code)]
 async fn proxy() {}
 
