@@ -1,6 +1,7 @@
 //! The SQLite database: opening it (WAL, foreign keys, migrations) and the queries, one file per table.
 
 pub mod activity;
+pub mod backup;
 pub mod history;
 pub mod instances;
 pub mod keys;

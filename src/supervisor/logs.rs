@@ -40,6 +40,29 @@ pub fn open_for_run(dir: &Path, name: &str, argv: &[String]) -> io::Result<File>
     Ok(log)
 }
 
+/// Opens the log for a new run like [`open_for_run`]; when there is no space for it, the run's
+/// output goes to `/dev/null` instead, with the reason to report: a full disk stops the log from
+/// growing, it does not stop the instance.
+pub fn open_for_run_or_discard(
+    dir: &Path,
+    name: &str,
+    argv: &[String],
+) -> io::Result<(File, Option<String>)> {
+    match open_for_run(dir, name, argv) {
+        Ok(log) => Ok((log, None)),
+        Err(e) if crate::error::is_storage_full(&e) => {
+            let discard = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+            let why = format!(
+                "no space left for its log in {} ({e}): its output is discarded until it is \
+                 started again",
+                dir.display()
+            );
+            Ok((discard, Some(why)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates the log directory private, and tightens it and the logs in it if an older llamactl
 /// left them readable to others.
 pub fn make_private(dir: &Path) -> crate::error::Result<()> {
