@@ -176,6 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn a_log_without_space_discards_the_output_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", path(dir.path(), "m")).unwrap();
+        let (mut out, why) = open_for_run_or_discard(dir.path(), "m", &["x".into()]).unwrap();
+        let why = why.expect("the reason the output is discarded");
+        assert!(why.contains("no space left"), "{why}");
+        assert!(why.contains(&dir.path().display().to_string()), "{why}");
+        writeln!(out, "the backend's output").expect("goes nowhere, without failing");
+
+        let (_, why) = open_for_run_or_discard(dir.path(), "ok", &["x".into()]).unwrap();
+        assert_eq!(why, None, "a log with space is a log");
+    }
+
+    #[test]
     fn each_run_appends_a_header() {
         let dir = tempfile::tempdir().unwrap();
         drop(open_for_run(dir.path(), "m", &["llama-server".into(), "-m".into()]).unwrap());
