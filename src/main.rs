@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             Some(Command::Keys(cmd)) => {
                 llamactl::cli::keys::run(cmd, &loaded.config, &mut std::io::stdout()).await
             }
+            Some(Command::Backup { path }) => {
+                llamactl::cli::backup::run(&path, &loaded.config, &mut std::io::stdout()).await
+            }
             None => {
                 match &loaded.file {
                     Some(file) => tracing::info!(file = %file.display(), "configuration loaded"),

@@ -5,12 +5,17 @@
 //! up (a slow disk), records are dropped and counted rather than held in unbounded memory or slowing
 //! inference. The writer takes up to [`BATCH`] records, or what arrived within [`MAX_DELAY`] of the
 //! first, and writes them in one transaction (one commit per batch, not per request).
+//!
+//! A write that fails (a full disk, a database locked elsewhere) loses its batch, counted; the
+//! writer then pauses for [`AFTER_FAILURE`] rather than retry at once, so a fault that lasts does not
+//! turn into a loop of failing transactions, and it resumes by itself once writes succeed again.
 
 use super::Record;
 use crate::db::Db;
+use crate::throttle::LogThrottle;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Records that may wait for the writer; beyond this they are dropped.
@@ -24,6 +29,9 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// At most one warning about dropped records per this period.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// How long the writer rests after a failed write before it takes the next batch.
+const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// What the writer is sent.
 enum Message {
@@ -45,10 +53,8 @@ pub struct Recorder {
 struct Counts {
     /// Records dropped (queue full) or lost (a failed write).
     dropped: AtomicU64,
-    /// When the counting began, the origin of `last_warning_ms`.
-    started: Instant,
-    /// Milliseconds after `started` of the last warning; `u64::MAX` before the first.
-    last_warning_ms: AtomicU64,
+    /// Lets one warning through per [`WARN_EVERY`].
+    warnings: LogThrottle,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -74,8 +80,7 @@ impl Recorder {
         let (queue, receiver) = mpsc::channel(capacity);
         let counts = Arc::new(Counts {
             dropped: AtomicU64::new(0),
-            started: Instant::now(),
-            last_warning_ms: AtomicU64::new(u64::MAX),
+            warnings: LogThrottle::new(WARN_EVERY),
         });
         (Recorder { queue, counts }, receiver)
     }
@@ -107,16 +112,7 @@ impl Counts {
     /// Counts `n` lost records, warning at most once per [`WARN_EVERY`].
     fn lost(&self, n: u64, why: &str) {
         let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        let last = self.last_warning_ms.load(Ordering::Relaxed);
-        let due = last == u64::MAX || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
-        // Only the caller that moves the mark warns, so concurrent drops give one warning.
-        if due
-            && self
-                .last_warning_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warnings.due().is_some() {
             tracing::warn!(dropped_total = total, "activity records dropped: {why}");
         }
     }
@@ -136,13 +132,16 @@ async fn write_batches(mut queue: mpsc::Receiver<Message>, db: Db, keep: i64, co
                 Ok(None) | Err(_) => break,
             }
         }
-        if let Err(e) = db.store_activity(&batch, keep).await {
-            tracing::error!(error = %e, records = batch.len(), "could not write activity records");
-            counts.lost(batch.len() as u64, "a write failed");
+        let failed = db.store_activity(&batch, keep).await.err();
+        if let Some(e) = &failed {
+            counts.lost(batch.len() as u64, &format!("a write failed: {e}"));
         }
         batch.clear();
         for done in waiting.drain(..) {
             let _ = done.send(());
+        }
+        if failed.is_some() {
+            tokio::time::sleep(AFTER_FAILURE).await;
         }
     }
 }
@@ -158,6 +157,7 @@ fn take(message: Message, batch: &mut Vec<Record>, waiting: &mut Vec<oneshot::Se
 mod tests {
     use super::*;
     use crate::db::activity::ActivityFilter;
+    use std::time::Instant;
 
     async fn db() -> (Db, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -223,16 +223,34 @@ mod tests {
         assert_eq!(stored(&db).await, [1]);
     }
 
+    #[tokio::test]
+    async fn failed_writes_lose_their_batch_counted_and_the_writer_carries_on() {
+        let (db, _dir) = db().await;
+        let recorder = Recorder::start(db.clone(), 10_000);
+        // Every write fails from now on, as on a full disk.
+        db.pool().close().await;
+        for at in 0..3 {
+            recorder.record(Record::sample(at, "k", "a"));
+        }
+        recorder.flush().await;
+        assert_eq!(recorder.dropped(), 3);
+        // The writer is still there: it takes and answers the next flush (after its pause).
+        recorder.record(Record::sample(9, "k", "a"));
+        tokio::time::timeout(AFTER_FAILURE * 10, recorder.flush())
+            .await
+            .expect("the writer answers after a failed write");
+        assert_eq!(recorder.dropped(), 4);
+    }
+
     #[test]
     fn drops_are_warned_about_at_most_once_a_minute() {
         let (recorder, _queue) = Recorder::unstarted(1);
         recorder.counts.lost(1, "test");
-        let first = recorder.counts.last_warning_ms.load(Ordering::Relaxed);
-        assert_ne!(first, u64::MAX, "the first drop warns");
         recorder.counts.lost(1, "test");
         assert_eq!(
-            recorder.counts.last_warning_ms.load(Ordering::Relaxed),
-            first
+            recorder.counts.warnings.due(),
+            None,
+            "the first drop warned, the second was held back"
         );
         assert_eq!(recorder.dropped(), 2);
     }

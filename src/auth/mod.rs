@@ -224,8 +224,13 @@ impl Auth {
 
     /// Writes pending last-use times (also on shutdown).
     pub async fn flush(&self) {
+        // A full disk fails every flush alike: say so once a minute, not every USAGE_FLUSH.
+        static WARNINGS: crate::throttle::LogThrottle =
+            crate::throttle::LogThrottle::new(Duration::from_secs(60));
         if let Err(e) = self.inner.store.flush_usage().await {
-            tracing::warn!(error = %e, "could not record when keys were last used");
+            if let Some(held_back) = WARNINGS.due() {
+                tracing::warn!(error = %e, held_back, "could not record when keys were last used");
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The command line: with no subcommand `llamactl` serves; `llamactl keys ...` manages API keys in
-//! the database directly, for the operator who is locked out (it works while the server runs).
+//! the database directly, for the operator who is locked out (it works while the server runs);
+//! `llamactl backup PATH` copies the database, also while the server runs.
 
+pub mod backup;
 pub mod keys;
 
 use crate::auth::KeyKind;
@@ -29,6 +31,12 @@ pub enum Command {
     /// Manage API keys in the server's database.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy the database to a new file, consistently, while the server runs (restore: stop
+    /// llamactl, copy the backup to the database path, start it).
+    Backup {
+        /// Where to write the copy; an existing file is never overwritten.
+        path: PathBuf,
+    },
 }
 
 /// `llamactl keys ...`.

@@ -1,7 +1,7 @@
 //! The `activity` table: one row per inference request, written in batches by the activity
 //! recorder, read newest first in pages, and summed into usage; bounded by `activity.max_records`.
 
-use super::Db;
+use super::{Db, OnDb};
 use crate::activity::Record;
 use crate::error::Result;
 use crate::names;
@@ -103,7 +103,7 @@ impl Db {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin().await.on(self)?;
         let mut last_id = 0;
         for r in records {
             let route = names::name_of(&r.route);
@@ -130,7 +130,8 @@ impl Db {
                 client_addr
             )
             .execute(&mut *tx)
-            .await?
+            .await
+            .on(self)?
             .last_insert_rowid();
         }
         // Ids only grow (AUTOINCREMENT) and rows go oldest-first, so this keeps exactly `keep`
@@ -139,9 +140,10 @@ impl Db {
         if cutoff > 0 {
             sqlx::query!("DELETE FROM activity WHERE id <= ?", cutoff)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .on(self)?;
         }
-        tx.commit().await?;
+        tx.commit().await.on(self)?;
         Ok(())
     }
 
@@ -156,10 +158,9 @@ impl Db {
         // One query per leading filter, so that SQLite uses the (instance, time) or (key, time)
         // index: it cannot for a column tested as `?1 IS NULL OR column = ?1`.
         let rows = match (&filter.instance, &filter.key) {
-            (Some(instance), key) => {
-                sqlx::query_as!(
-                    ActivityRow,
-                    r#"SELECT id as "id!", at_ms, key_id, key_name, instance, route, status,
+            (Some(instance), key) => sqlx::query_as!(
+                ActivityRow,
+                r#"SELECT id as "id!", at_ms, key_id, key_name, instance, route, status,
                           duration_ms, ttfb_ms, prompt_tokens, completion_tokens,
                           streamed as "streamed: bool", client_addr
                        FROM activity
@@ -168,23 +169,22 @@ impl Db {
                          AND at_ms >= ?5 AND at_ms <= ?6 AND (at_ms, id) < (?7, ?8)
                        ORDER BY at_ms DESC, id DESC
                        LIMIT ?9"#,
-                    instance,
-                    key,
-                    route,
-                    status,
-                    since,
-                    until,
-                    before_at,
-                    before_id,
-                    limit
-                )
-                .fetch_all(self.pool())
-                .await?
-            }
-            (None, Some(key)) => {
-                sqlx::query_as!(
-                    ActivityRow,
-                    r#"SELECT id as "id!", at_ms, key_id, key_name, instance, route, status,
+                instance,
+                key,
+                route,
+                status,
+                since,
+                until,
+                before_at,
+                before_id,
+                limit
+            )
+            .fetch_all(self.pool())
+            .await
+            .on(self)?,
+            (None, Some(key)) => sqlx::query_as!(
+                ActivityRow,
+                r#"SELECT id as "id!", at_ms, key_id, key_name, instance, route, status,
                           duration_ms, ttfb_ms, prompt_tokens, completion_tokens,
                           streamed as "streamed: bool", client_addr
                        FROM activity
@@ -193,22 +193,21 @@ impl Db {
                          AND at_ms >= ?4 AND at_ms <= ?5 AND (at_ms, id) < (?6, ?7)
                        ORDER BY at_ms DESC, id DESC
                        LIMIT ?8"#,
-                    key,
-                    route,
-                    status,
-                    since,
-                    until,
-                    before_at,
-                    before_id,
-                    limit
-                )
-                .fetch_all(self.pool())
-                .await?
-            }
-            (None, None) => {
-                sqlx::query_as!(
-                    ActivityRow,
-                    r#"SELECT id as "id!", at_ms, key_id, key_name, instance, route, status,
+                key,
+                route,
+                status,
+                since,
+                until,
+                before_at,
+                before_id,
+                limit
+            )
+            .fetch_all(self.pool())
+            .await
+            .on(self)?,
+            (None, None) => sqlx::query_as!(
+                ActivityRow,
+                r#"SELECT id as "id!", at_ms, key_id, key_name, instance, route, status,
                           duration_ms, ttfb_ms, prompt_tokens, completion_tokens,
                           streamed as "streamed: bool", client_addr
                        FROM activity
@@ -216,17 +215,17 @@ impl Db {
                          AND at_ms >= ?3 AND at_ms <= ?4 AND (at_ms, id) < (?5, ?6)
                        ORDER BY at_ms DESC, id DESC
                        LIMIT ?7"#,
-                    route,
-                    status,
-                    since,
-                    until,
-                    before_at,
-                    before_id,
-                    limit
-                )
-                .fetch_all(self.pool())
-                .await?
-            }
+                route,
+                status,
+                since,
+                until,
+                before_at,
+                before_id,
+                limit
+            )
+            .fetch_all(self.pool())
+            .await
+            .on(self)?,
         };
         Ok(rows)
     }
@@ -256,7 +255,8 @@ impl Db {
             filter.until_ms
         )
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(rows)
     }
 }

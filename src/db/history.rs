@@ -1,7 +1,7 @@
 //! The `history` table: one row per lifecycle or management event, kept after the instance (or key)
 //! is gone, and bounded in size by `history.max_events`.
 
-use super::Db;
+use super::{Db, OnDb};
 use crate::audit::{Actor, Event};
 use crate::error::Result;
 use crate::events::LiveEvent;
@@ -97,7 +97,7 @@ impl Db {
             detail
         )
         .fetch_one(self.pool())
-        .await?;
+        .await.on(self)?;
         self.events()
             .publish(LiveEvent::History(Arc::new(HistoryRow {
                 id,
@@ -116,7 +116,8 @@ impl Db {
         if cutoff > 0 {
             sqlx::query!("DELETE FROM history WHERE id <= ?", cutoff)
                 .execute(self.pool())
-                .await?;
+                .await
+                .on(self)?;
         }
         Ok(())
     }
@@ -145,7 +146,7 @@ impl Db {
             limit
         )
         .fetch_all(self.pool())
-        .await?;
+        .await.on(self)?;
         Ok(rows)
     }
 
@@ -156,7 +157,8 @@ impl Db {
             instance
         )
         .fetch_one(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(found)
     }
 }

@@ -1,6 +1,6 @@
 //! Queries on the `instances` table: definitions, desired state, and the PID of a running child.
 
-use super::{is_unique_violation, Db};
+use super::{is_unique_violation, Db, OnDb};
 use crate::error::{Error, Result};
 use crate::names;
 
@@ -51,7 +51,7 @@ impl Db {
                FROM instances ORDER BY created_at, name"#
         )
         .fetch_all(self.pool())
-        .await?;
+        .await.on(self)?;
         Ok(rows
             .into_iter()
             .map(|r| InstanceRow {
@@ -95,7 +95,7 @@ impl Db {
             if is_unique_violation(&e) {
                 Error::Conflict(format!("instance '{name}' already exists"))
             } else {
-                e.into()
+                self.failed(e)
             }
         })?;
         Ok(())
@@ -110,7 +110,8 @@ impl Db {
             name
         )
         .execute(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(())
     }
 
@@ -123,7 +124,8 @@ impl Db {
             name
         )
         .execute(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(())
     }
 
@@ -141,7 +143,8 @@ impl Db {
             name
         )
         .execute(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(())
     }
 
@@ -149,7 +152,8 @@ impl Db {
     pub async fn delete_instance(&self, name: &str) -> Result<()> {
         sqlx::query!("DELETE FROM instances WHERE name = ?", name)
             .execute(self.pool())
-            .await?;
+            .await
+            .on(self)?;
         Ok(())
     }
 }

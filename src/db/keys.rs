@@ -1,6 +1,6 @@
 //! Queries on the `api_keys` table. Secrets never reach this module: only their argon2id hash.
 
-use super::{is_unique_violation, Db};
+use super::{is_unique_violation, Db, OnDb};
 use crate::error::{Error, Result};
 
 /// One stored API key.
@@ -58,7 +58,7 @@ impl Db {
             if is_unique_violation(&e) {
                 Error::Conflict(format!("key id '{}' is taken", row.id))
             } else {
-                e.into()
+                self.failed(e)
             }
         })?;
         Ok(())
@@ -74,7 +74,8 @@ impl Db {
             id
         )
         .fetch_optional(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(row)
     }
 
@@ -87,7 +88,8 @@ impl Db {
                FROM api_keys ORDER BY created_at, rowid"#
         )
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(rows)
     }
 
@@ -99,7 +101,8 @@ impl Db {
             id
         )
         .execute(self.pool())
-        .await?
+        .await
+        .on(self)?
         .rows_affected();
         if changed > 0 {
             return Ok(Some(Revoked::Now));
@@ -120,7 +123,8 @@ impl Db {
             ids
         )
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(revoked)
     }
 
@@ -129,7 +133,7 @@ impl Db {
         if used.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin().await.on(self)?;
         for (id, at) in used {
             sqlx::query!(
                 "UPDATE api_keys SET last_used_at = ?1
@@ -138,9 +142,10 @@ impl Db {
                 id
             )
             .execute(&mut *tx)
-            .await?;
+            .await
+            .on(self)?;
         }
-        tx.commit().await?;
+        tx.commit().await.on(self)?;
         Ok(())
     }
 
@@ -153,7 +158,8 @@ impl Db {
             now
         )
         .fetch_one(self.pool())
-        .await?;
+        .await
+        .on(self)?;
         Ok(n)
     }
 
@@ -164,7 +170,7 @@ impl Db {
             r#"SELECT EXISTS(SELECT 1 FROM meta WHERE name = 'first_management_key_at') as "found!: bool""#
         )
         .fetch_one(self.pool())
-        .await?;
+        .await.on(self)?;
         Ok(found)
     }
 }

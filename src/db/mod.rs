@@ -1,6 +1,7 @@
 //! The SQLite database: opening it (WAL, foreign keys, migrations) and the queries, one file per table.
 
 pub mod activity;
+pub mod backup;
 pub mod history;
 pub mod instances;
 pub mod keys;
@@ -10,13 +11,24 @@ use crate::events::Events;
 use crate::files;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a query waits for a lock another connection holds before it fails as busy (503).
+///
+/// Our own writes are short (a batch of activity records, one history row) and wait for each
+/// other through this too, as does a short write from an operator's `sqlite3`; 5 s covers those
+/// with a wide margin under load, yet keeps a request well inside any client's timeout when the
+/// lock is held for good (an open `BEGIN` in a shell), which then answers 503 with Retry-After.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: SqlitePool,
+    /// The directory of the database file, named when the disk there is full.
+    dir: Arc<PathBuf>,
     history_limit: i64,
     /// Where stored history rows are announced.
     events: Events,
@@ -29,12 +41,13 @@ impl Db {
     /// Opens (creating if needed) the SQLite file, private to this user, and brings its schema up
     /// to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                files::create_private_dir(parent, "create database directory")?;
-            }
-        }
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        files::create_private_dir(&dir, "create database directory")?;
         make_private(path)?;
+        let failed = |e: sqlx::Error| Error::database(e, Some(&dir));
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -44,19 +57,22 @@ impl Db {
             // What is deleted or overwritten (a redacted secret, a trimmed event) is zeroed in the
             // file, not left behind in free space.
             .pragma("secure_delete", "ON")
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(failed)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         // Into the main file at once: what a migration removed (secrets redacted from the history)
         // then no longer waits there for some later automatic checkpoint.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&pool)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(Db {
             pool,
+            dir: Arc::new(dir),
             history_limit: DEFAULT_HISTORY_LIMIT,
             events: Events::default(),
         })
@@ -85,6 +101,23 @@ impl Db {
     /// The pool, for the query modules.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The crate's error for a failed query on this database (a full disk names its directory).
+    fn failed(&self, e: sqlx::Error) -> Error {
+        Error::database(e, Some(&self.dir))
+    }
+}
+
+/// Turns a query's `sqlx` failure into the crate's error for the database it ran on.
+trait OnDb<T> {
+    /// The result, its failure translated by `db`.
+    fn on(self, db: &Db) -> Result<T>;
+}
+
+impl<T> OnDb<T> for std::result::Result<T, sqlx::Error> {
+    fn on(self, db: &Db) -> Result<T> {
+        self.map_err(|e| db.failed(e))
     }
 }
 

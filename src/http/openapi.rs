@@ -294,6 +294,30 @@ fn add_common_responses(op: &mut Operation, method: &str, management: bool, cfg:
     } else {
         op.security = Some(Vec::new());
     }
+    // Management changes are written to the database before they are answered: a lock held by
+    // another process beyond the busy timeout answers 503 with Retry-After.
+    let writes = management && method != "GET";
+    if writes {
+        let retry = HeaderBuilder::new()
+            .schema(Some(
+                Object::builder()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1)),
+            ))
+            .description(Some("Seconds until the client may try again"))
+            .build();
+        let busy = ResponseBuilder::new()
+            .description(
+                "The database is locked by another process for longer than the busy timeout; \
+                 nothing was changed, try again after Retry-After seconds",
+            )
+            .content("application/json", error())
+            .header("Retry-After", retry);
+        op.responses
+            .responses
+            .entry("503".to_string())
+            .or_insert_with(|| busy.build().into());
+    }
     let mut add = |status: &str, description: &str| {
         if !op.responses.responses.contains_key(status) {
             let response = ResponseBuilder::new()
@@ -304,6 +328,13 @@ fn add_common_responses(op: &mut Operation, method: &str, management: bool, cfg:
                 .insert(status.to_string(), response.build().into());
         }
     };
+    if writes {
+        add(
+            "507",
+            "No space left on the device holding the database or data directory (named in the \
+             message); nothing was changed",
+        );
+    }
     if method == "POST" {
         add(
             "415",

@@ -68,6 +68,8 @@ struct InstanceActor {
     /// Port of the current process, held until it is released.
     port: Option<u16>,
     last_port: Option<u16>,
+    /// Why the current run has no log (its output is discarded: no space for it), if so.
+    log_discarded: Option<String>,
 }
 
 /// Runs an instance's actor until it is shut down.
@@ -90,6 +92,7 @@ pub async fn run(
         ready_at: None,
         port: None,
         last_port: None,
+        log_discarded: None,
     };
     loop {
         tokio::select! {
@@ -281,8 +284,15 @@ impl InstanceActor {
             "127.0.0.1",
             port,
         ));
-        let mut log = match logs::open_for_run(&shared.logs_dir, &self.inst.name, &shown) {
-            Ok(log) => log,
+        let opened = logs::open_for_run_or_discard(&shared.logs_dir, &self.inst.name, &shown);
+        let mut log = match opened {
+            Ok((log, discarded)) => {
+                if let Some(why) = &discarded {
+                    tracing::warn!(instance = %self.inst.name, %why, "backend started without a log");
+                }
+                self.log_discarded = discarded;
+                log
+            }
             Err(e) => {
                 shared.ports.release(port);
                 let file = logs::path(&shared.logs_dir, &self.inst.name);
@@ -380,11 +390,12 @@ impl InstanceActor {
         let port = self.inst.snapshot().port.unwrap_or_default();
         self.watch_liveness(port);
         tracing::info!(instance = %self.inst.name, port, ms = took.as_millis() as u64, "backend ready");
-        self.record(
-            Event::Ready,
-            Some(&format!("ready on port {port} in {} ms", took.as_millis())),
-        )
-        .await;
+        let mut detail = format!("ready on port {port} in {} ms", took.as_millis());
+        if let Some(why) = &self.log_discarded {
+            detail.push_str("; ");
+            detail.push_str(why);
+        }
+        self.record(Event::Ready, Some(&detail)).await;
     }
 
     /// Probes the running backend on `port` until it is released (unless probes are off).

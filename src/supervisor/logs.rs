@@ -40,6 +40,29 @@ pub fn open_for_run(dir: &Path, name: &str, argv: &[String]) -> io::Result<File>
     Ok(log)
 }
 
+/// Opens the log for a new run like [`open_for_run`]; when there is no space for it, the run's
+/// output goes to `/dev/null` instead, with the reason to report: a full disk stops the log from
+/// growing, it does not stop the instance.
+pub fn open_for_run_or_discard(
+    dir: &Path,
+    name: &str,
+    argv: &[String],
+) -> io::Result<(File, Option<String>)> {
+    match open_for_run(dir, name, argv) {
+        Ok(log) => Ok((log, None)),
+        Err(e) if crate::error::is_storage_full(&e) => {
+            let discard = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+            let why = format!(
+                "no space left for its log in {} ({e}): its output is discarded until it is \
+                 started again",
+                dir.display()
+            );
+            Ok((discard, Some(why)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates the log directory private, and tightens it and the logs in it if an older llamactl
 /// left them readable to others.
 pub fn make_private(dir: &Path) -> crate::error::Result<()> {
@@ -150,6 +173,21 @@ mod tests {
         let many = tail(&file, Some(20000)).unwrap();
         assert_eq!(many.lines().count(), 20000);
         assert!(many.starts_with("line 10000\n"));
+    }
+
+    #[test]
+    fn a_log_without_space_discards_the_output_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", path(dir.path(), "m")).unwrap();
+        let (mut out, why) = open_for_run_or_discard(dir.path(), "m", &["x".into()]).unwrap();
+        let why = why.expect("the reason the output is discarded");
+        assert!(why.contains("no space left"), "{why}");
+        assert!(why.contains(&dir.path().display().to_string()), "{why}");
+        writeln!(out, "the backend's output").expect("goes nowhere, without failing");
+
+        let (_, why) = open_for_run_or_discard(dir.path(), "ok", &["x".into()]).unwrap();
+        assert_eq!(why, None, "a log with space is a log");
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl TestServer {
         server
     }
 
+    /// Starts a server whose data dir is `data_dir` (which the caller creates and removes).
+    pub async fn start_in(data_dir: &Path, opts: Options) -> TestServer {
+        Self::spawn(data_dir.to_path_buf(), opts).await
+    }
+
     async fn spawn(data_dir: PathBuf, opts: Options) -> TestServer {
         let config = data_dir.join("llamactl.yaml");
         let yaml = format!(
