@@ -148,6 +148,9 @@ impl Application {
         let events = self.state.events.clone();
         let upkeep = auth.spawn_upkeep();
         let connections = self.state.connections.clone();
+        let runtimes = self.state.metrics.runtimes().clone();
+        // The main runtime's tasks (the supervisor's, the database's) count as much as the workers'.
+        let _counted = runtimes.register(tokio::runtime::Handle::current());
         let service = http::service(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(crate::http::serve::serve(
@@ -156,6 +159,7 @@ impl Application {
             crate::http::serve::default_count(),
             self.limits,
             connections,
+            runtimes,
             stop_rx,
         ));
         // A server that can no longer serve ends llamactl too (stopping its children), rather

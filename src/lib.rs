@@ -14,6 +14,7 @@ pub mod error;
 pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod http;
+pub mod memory;
 pub(crate) mod metering;
 pub(crate) mod metrics;
 pub(crate) mod names;

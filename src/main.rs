@@ -8,6 +8,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Before anything is created: the database, logs and keys, and what backends write.
     llamactl::private_umask();
+    // Before any thread: argon2's large blocks go back to the system instead of piling up.
+    llamactl::memory::return_large_allocations();
     let cli = Cli::parse();
     let loaded = match llamactl::config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,

@@ -466,3 +466,47 @@ async fn json_logs_carry_each_requests_key_instance_status_and_duration() {
         "a key's secret reached the log"
     );
 }
+
+#[tokio::test]
+async fn the_task_count_rises_with_open_streams_and_falls_back_when_they_end() {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, _) = server.create("m", json!({"model": "/m.gguf"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    server.wait_status("m", "running", WAIT).await;
+    let tasks = |samples: Vec<Sample>| value(&samples, "llamactl_tasks", &[]);
+    let before = tasks(scrape(&server).await);
+    assert!(before >= 1.0, "the main runtime's own tasks are counted");
+
+    // Five slow streams, each on its own connection of a client dropped afterwards.
+    let client = reqwest::Client::new();
+    let body = json!({
+        "model": "m", "stream": true, "max_tokens": 40, "fake_chunk_delay": 0.05,
+        "messages": [{"role": "user", "content": "hi"}]
+    });
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        let resp = client
+            .post(format!("{}/v1/chat/completions", server.base))
+            .bearer_auth(INFERENCE_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("streamed request");
+        assert_eq!(resp.status(), StatusCode::OK);
+        streams.push(resp);
+    }
+    let during = tasks(scrape(&server).await);
+    assert!(
+        during >= before + 5.0,
+        "5 open streams, tasks {before} -> {during}"
+    );
+
+    for stream in streams {
+        assert!(drain(stream).await.contains("[DONE]"));
+    }
+    drop(client);
+    eventually_async("the tasks of the streams end", WAIT, || async {
+        tasks(scrape(&server).await) <= before
+    })
+    .await;
+}

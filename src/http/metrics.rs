@@ -91,6 +91,7 @@ fn scrape(state: &AppState) -> Scrape {
         instances,
         open_connections: state.connections.total(),
         activity_dropped: state.activity.dropped(),
+        tasks: state.metrics.runtimes().alive_tasks(),
     }
 }
 

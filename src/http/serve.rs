@@ -15,6 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::connection::{self, Limits, PerClient, Slot};
+use crate::metrics::Runtimes;
 use axum::extract::Request;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -73,12 +74,14 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// Serves `svc` on `listener` with `count` worker threads, each connection within `limits`,
 /// until `stop` turns true; then lets open connections finish (the caller bounds how long it waits).
+/// Each worker's runtime is in `runtimes` while it runs.
 pub async fn serve<S: HttpService>(
     listener: TcpListener,
     svc: S,
     count: usize,
     limits: Limits,
     per_client: Arc<PerClient>,
+    runtimes: Runtimes,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut feeds = Vec::with_capacity(count);
@@ -86,11 +89,11 @@ pub async fn serve<S: HttpService>(
     for index in 1..=count.max(1) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (done, finished) = oneshot::channel();
-        let (svc, stop) = (svc.clone(), stop.clone());
+        let (svc, stop, runtimes) = (svc.clone(), stop.clone(), runtimes.clone());
         std::thread::Builder::new()
             .name(format!("llamactl-http-{index}"))
             .spawn(move || {
-                let _ = done.send(run_worker(index, rx, svc, limits, stop));
+                let _ = done.send(run_worker(index, rx, svc, limits, &runtimes, stop));
             })
             .map_err(|e| Error::Failed(format!("cannot start an HTTP worker thread: {e}")))?;
         feeds.push(tx);
@@ -113,6 +116,7 @@ fn run_worker<S: HttpService>(
     feed: mpsc::UnboundedReceiver<Handoff>,
     svc: S,
     limits: Limits,
+    runtimes: &Runtimes,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     WORKER.with(|w| w.set(index));
@@ -120,6 +124,7 @@ fn run_worker<S: HttpService>(
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start an HTTP worker runtime: {e}")))?;
+    let _counted = runtimes.register(runtime.handle().clone());
     runtime.block_on(serve_feed(feed, svc, limits, stop));
     // Whatever is still running there (a key check on the blocking pool) gets a moment to end.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -252,6 +257,7 @@ mod tests {
             3,
             limits,
             PerClient::new(limits.per_client),
+            Runtimes::default(),
             stop_rx,
         ));
 

@@ -61,6 +61,8 @@ pub(crate) struct Scrape {
     pub(crate) instances: Vec<InstanceSample>,
     pub(crate) open_connections: usize,
     pub(crate) activity_dropped: u64,
+    /// Tasks alive on llamactl's runtimes (the main one and every HTTP worker's).
+    pub(crate) tasks: usize,
 }
 
 /// Reads one counter of an instance.
@@ -159,6 +161,11 @@ impl Scrape {
                 "llamactl_open_connections",
                 "Client connections open now",
                 Some(self.open_connections as i64),
+            ),
+            (
+                "llamactl_tasks",
+                "Async tasks alive now on llamactl's runtimes (the main one and each HTTP worker's)",
+                Some(self.tasks as i64),
             ),
         ];
         for (name, help, value) in gauges {

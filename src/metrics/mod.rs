@@ -10,9 +10,11 @@
 mod collect;
 mod instance;
 mod process;
+mod runtimes;
 
 pub(crate) use collect::{Format, InstanceSample, Scrape};
 pub use instance::InstanceMetrics;
+pub use runtimes::Runtimes;
 
 use crate::metering::Tokens;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -32,6 +34,7 @@ pub(crate) struct KeyLabels {
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     inner: Arc<Families>,
+    runtimes: Runtimes,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,11 @@ struct CodeLabel {
 }
 
 impl Metrics {
+    /// The runtimes whose live tasks a scrape counts; each registers itself while it runs.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
     /// Counts one inference request by `key` and the tokens it cost.
     pub(crate) fn key_request(&self, key: &KeyLabels, tokens: Tokens) {
         let f = &self.inner;
