@@ -107,7 +107,7 @@ bench: backend model nginx
 
 ## soak: llamactl (release build) with the stand-in backend under mixed load and faults, then its
 ## memory, descriptors and tasks against where they were after the warm-up; fails when a goal is
-## missed. Not part of `make test`. Settings: SOAK_SECS (300), SOAK_WARMUP (30), SOAK_CLIENTS (8),
+## missed. Not part of `make test`. Settings: SOAK_SECS (300), SOAK_WARMUP (180), SOAK_CLIENTS (8),
 ## SOAK_CRASH_EVERY (20), SOAK_OUT (docs/soak.md). Needs only cargo and python3. See docs/soak.md.
 SOAK_SECS ?= 300
 soak:
