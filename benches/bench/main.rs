@@ -7,6 +7,7 @@
 mod auth;
 mod client;
 mod cold_start;
+mod generated;
 mod llamactl;
 mod load;
 mod machine;

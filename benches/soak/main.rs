@@ -18,6 +18,8 @@ mod opts;
 mod report;
 mod tally;
 // Shared with `make bench`; the soak uses part of each.
+#[path = "../bench/generated.rs"]
+mod generated;
 #[allow(dead_code)]
 #[path = "../bench/llamactl.rs"]
 mod llamactl;
