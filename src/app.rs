@@ -149,6 +149,7 @@ impl Application {
         let upkeep = auth.spawn_upkeep();
         let connections = self.state.connections.clone();
         let runtimes = self.state.metrics.runtimes().clone();
+        let metrics = self.state.metrics.clone();
         // The main runtime's tasks (the supervisor's, the database's) count as much as the workers'.
         let _counted = runtimes.register(tokio::runtime::Handle::current());
         let service = http::service(self.state);
@@ -159,7 +160,7 @@ impl Application {
             crate::http::serve::default_count(),
             self.limits,
             connections,
-            runtimes,
+            metrics,
             stop_rx,
         ));
         // A server that can no longer serve ends llamactl too (stopping its children), rather
