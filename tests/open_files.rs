@@ -1,7 +1,7 @@
 //! File descriptors (issue 11, item 1): started with the soft open-file limit systemd gives a
 //! service (1024), llamactl still holds more than a thousand connections; and when descriptors do
 //! run out, extra connections are refused at once (not left hanging), counted, and service resumes
-//! by itself once connections close.
+//! by itself once connections close. A backend gets the soft limit llamactl was started with.
 
 mod common;
 
@@ -255,4 +255,43 @@ async fn out_of_descriptors_extra_connections_are_refused_and_service_resumes() 
         .call(reqwest::Method::GET, "/api/v1/version", None)
         .await;
     assert_eq!(code, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_backend_gets_the_soft_limit_llamactl_was_started_with() {
+    let (_, own_hard) = raise_own_open_files();
+    let hard = own_hard.min(SYSTEMD_HARD);
+    assert!(
+        hard > 1024,
+        "this host's hard open-file limit ({own_hard}) is too low"
+    );
+    let server = TestServer::start(Options::fake().with_open_file_limits(1024, hard)).await;
+    let (code, created) = server
+        .create("a", serde_json::json!({"model": "/m.gguf"}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    server.wait_status("a", "running", ANSWER).await;
+    let (_, instance) = server
+        .call(reqwest::Method::GET, "/api/v1/instances/a", None)
+        .await;
+
+    let limits_of = |pid: u64| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("open files line")
+            .to_string();
+        line.split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(|n| n.parse::<u64>().expect("a number"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(limits_of(u64::from(server.pid())), [hard, hard], "llamactl");
+    assert_eq!(
+        limits_of(common::pid_of(&instance)),
+        [1024, hard],
+        "backend"
+    );
 }

@@ -14,6 +14,21 @@ pub struct Budget {
     pub hard: u64,
 }
 
+/// The soft limit llamactl was started with, once [`raise`] has run (0 before).
+static STARTED_WITH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The limits a backend process gets: the soft limit llamactl was started with, as Go's `os/exec`
+/// restores it, since a program may size tables by it or use `select()`, which breaks on
+/// descriptors past 1024; `None` when it was not raised.
+pub fn for_children() -> Option<libc::rlimit> {
+    let soft = STARTED_WITH.load(std::sync::atomic::Ordering::Relaxed);
+    let now = read().ok()?;
+    (soft != 0 && soft < now.rlim_cur).then_some(libc::rlimit {
+        rlim_cur: soft,
+        ..now
+    })
+}
+
 /// The soft and hard open-file limits now.
 fn read() -> std::io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
@@ -36,6 +51,7 @@ pub fn current() -> Option<u64> {
 pub fn raise() -> std::io::Result<Budget> {
     let mut limit = read()?;
     let was = limit.rlim_cur;
+    STARTED_WITH.store(was, std::sync::atomic::Ordering::Relaxed);
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
