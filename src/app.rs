@@ -149,6 +149,7 @@ impl Application {
         let upkeep = auth.spawn_upkeep();
         let connections = self.state.connections.clone();
         let runtimes = self.state.metrics.runtimes().clone();
+        let metrics = self.state.metrics.clone();
         // The main runtime's tasks (the supervisor's, the database's) count as much as the workers'.
         let _counted = runtimes.register(tokio::runtime::Handle::current());
         let service = http::service(self.state);
@@ -159,7 +160,7 @@ impl Application {
             crate::http::serve::default_count(),
             self.limits,
             connections,
-            runtimes,
+            metrics,
             stop_rx,
         ));
         // A server that can no longer serve ends llamactl too (stopping its children), rather
@@ -195,11 +196,30 @@ impl Application {
     }
 }
 
+/// Below this many descriptors a server carrying many streams runs out (a systemd service's
+/// default soft limit, when the hard one cannot lift it).
+const LOW_OPEN_FILES: u64 = 4096;
+
 /// Raises the open-file limit as far as allowed (each client connection takes a descriptor) and
 /// sets the connection limits from it.
 fn connection_limits(cfg: &Config) -> Limits {
     let open_files = match crate::http::connection::open_files::raise() {
-        Ok(limit) => limit,
+        Ok(budget) => {
+            tracing::info!(
+                open_files = budget.soft,
+                raised_from = budget.was,
+                hard_limit = budget.hard,
+                "open-file limit (each client connection, backend connection and log takes one)"
+            );
+            if budget.soft < LOW_OPEN_FILES {
+                tracing::warn!(
+                    open_files = budget.soft,
+                    "the open-file limit allows few connections; raise the hard limit \
+                     (LimitNOFILE= in a systemd unit, ulimit -Hn in a shell)"
+                );
+            }
+            budget.soft
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the open-file limit");
             0

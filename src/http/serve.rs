@@ -14,8 +14,8 @@
 //! through channels, which work across runtimes.
 
 use crate::error::{Error, Result};
-use crate::http::connection::{self, Limits, PerClient, Slot};
-use crate::metrics::Runtimes;
+use crate::http::connection::{self, AcceptErrors, Limits, PerClient, Slot};
+use crate::metrics::{Metrics, Runtimes};
 use axum::extract::Request;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -74,16 +74,17 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// Serves `svc` on `listener` with `count` worker threads, each connection within `limits`,
 /// until `stop` turns true; then lets open connections finish (the caller bounds how long it waits).
-/// Each worker's runtime is in `runtimes` while it runs.
+/// Each worker's runtime is in `metrics`' runtimes while it runs; failed accepts are counted there.
 pub async fn serve<S: HttpService>(
     listener: TcpListener,
     svc: S,
     count: usize,
     limits: Limits,
     per_client: Arc<PerClient>,
-    runtimes: Runtimes,
+    metrics: Metrics,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let runtimes = metrics.runtimes().clone();
     let mut feeds = Vec::with_capacity(count);
     let mut ended = Vec::with_capacity(count);
     for index in 1..=count.max(1) {
@@ -99,7 +100,8 @@ pub async fn serve<S: HttpService>(
         feeds.push(tx);
         ended.push(finished);
     }
-    accept(&listener, &feeds, per_client, stop).await;
+    let errors = AcceptErrors::new(metrics);
+    accept(&listener, &feeds, per_client, errors, stop).await;
     drop(feeds);
     for finished in ended {
         match finished.await {
@@ -166,6 +168,7 @@ async fn accept(
     listener: &TcpListener,
     feeds: &[mpsc::UnboundedSender<Handoff>],
     per_client: Arc<PerClient>,
+    mut errors: AcceptErrors,
     stop: watch::Receiver<bool>,
 ) {
     let stop = stopped(stop);
@@ -179,12 +182,12 @@ async fn accept(
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(e) => {
-                // Out of descriptors and the like: pause instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of descriptors and the like: refuse visibly or pause, never spin.
+                errors.failed(listener, e).await;
                 continue;
             }
         };
+        errors.accepted();
         // A client at its cap is closed before it costs more than the accept.
         let Some(slot) = per_client.admit(peer.ip()) else {
             continue;
@@ -257,7 +260,7 @@ mod tests {
             3,
             limits,
             PerClient::new(limits.per_client),
-            Runtimes::default(),
+            Metrics::default(),
             stop_rx,
         ));
 

@@ -113,6 +113,12 @@ impl Metrics {
             "Requests refused with 429 because their client failed authentication too often",
             f.auth_rate_limited.clone(),
         );
+        registry.register(
+            "llamactl_accept_errors",
+            "Connections llamactl could not take at accept, by cause: out_of_descriptors ones were \
+             answered 503 and closed",
+            f.accept_errors.clone(),
+        );
         registry.register_collector(Box::new(scrape));
         let mut out = String::with_capacity(16 * 1024);
         match format {

@@ -44,6 +44,24 @@ struct Families {
     key_completion_tokens: Family<KeyLabels, Counter>,
     auth_failures: Family<CodeLabel, Counter>,
     auth_rate_limited: Counter,
+    accept_errors: Family<KindLabel, Counter>,
+}
+
+/// Why a connection could not be accepted.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub(crate) enum AcceptError {
+    /// The process (EMFILE) or the system (ENFILE) had no descriptor left.
+    OutOfDescriptors,
+    /// The kernel had no memory for the socket (ENOBUFS, ENOMEM).
+    OutOfMemory,
+    /// Any other failure of `accept`.
+    Other,
+}
+
+/// An accept failure's kind, as a label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 /// A refusal's status code.
@@ -76,6 +94,19 @@ impl Metrics {
         self.inner
             .auth_failures
             .get_or_create(&CodeLabel { code })
+            .inc();
+    }
+
+    /// Counts one connection refused or lost at accept, for `why`.
+    pub(crate) fn accept_error(&self, why: AcceptError) {
+        let kind = match why {
+            AcceptError::OutOfDescriptors => "out_of_descriptors",
+            AcceptError::OutOfMemory => "out_of_memory",
+            AcceptError::Other => "other",
+        };
+        self.inner
+            .accept_errors
+            .get_or_create(&KindLabel { kind })
             .inc();
     }
 

@@ -74,9 +74,16 @@ fn spawn_now(spec: SpawnSpec) -> io::Result<Child> {
         .stdout(Stdio::from(spec.log))
         .stderr(Stdio::from(stderr))
         .process_group(0);
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
+    // The backend gets the open-file limit llamactl was started with, not the raised one.
+    let open_files = crate::http::connection::open_files::for_children();
+    // SAFETY: only async-signal-safe calls (prctl, getppid, setrlimit, _exit) run between fork
+    // and exec.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(limit) = &open_files {
+                // Best effort: a backend with the raised limit still runs.
+                libc::setrlimit(libc::RLIMIT_NOFILE, limit);
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             // The parent may have died before prctl took effect.
             if libc::getppid() as u32 != parent {

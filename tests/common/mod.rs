@@ -50,8 +50,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// `server.host`; `None` leaves it to llamactl.
     pub host: Option<String>,
-    /// The server's open-file limit (soft and hard), if it must be lower than the test's.
-    pub open_files: Option<u64>,
+    /// The server's open-file limits (soft, hard), if they must differ from the test's.
+    pub open_files: Option<(u64, u64)>,
 }
 
 impl Options {
@@ -80,7 +80,14 @@ impl Options {
 
     /// Starts the server with this open-file limit (soft and hard), as a host short of descriptors.
     pub fn with_open_files(mut self, limit: u64) -> Self {
-        self.open_files = Some(limit);
+        self.open_files = Some((limit, limit));
+        self
+    }
+
+    /// Starts the server with these soft and hard open-file limits, as systemd starts a service
+    /// (soft 1024, hard 524288 by default). `hard` must not exceed the test's own hard limit.
+    pub fn with_open_file_limits(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
         self
     }
 
@@ -173,11 +180,11 @@ impl TestServer {
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(limit) = opts.open_files {
+        if let Some((soft, hard)) = opts.open_files {
             use std::os::unix::process::CommandExt;
             let rlimit = libc::rlimit {
-                rlim_cur: limit as libc::rlim_t,
-                rlim_max: limit as libc::rlim_t,
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
             };
             // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
             unsafe {
@@ -720,4 +727,24 @@ pub async fn read_stream(resp: reqwest::Response) -> (usize, String) {
         text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
     }
     (pieces, text)
+}
+
+/// The test process's own open-file limits (soft, hard), after raising the soft one to the hard
+/// one: a test that holds many client sockets needs it.
+pub fn raise_own_open_files() -> (u64, u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
+            0,
+            "cannot raise the test's own open-file limit"
+        );
+    }
+    (limit.rlim_cur, limit.rlim_max)
 }

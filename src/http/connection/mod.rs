@@ -4,15 +4,18 @@
 //! - `deadlines`: the request head, idling between requests, and an answer the client does not read.
 //! - a request body that makes no progress for `request_body` fails (tower-http's `TimeoutBody`,
 //!   whose clock runs only while a frame is awaited), so the handler or proxy sees an error.
-//! - `per_client`: connections one client address may hold; `open_files`: the descriptor limit.
+//! - `per_client`: connections one client address may hold; `open_files`: the descriptor limit;
+//!   `accept_errors`: what happens when descriptors run out anyway.
 //!
 //! When a deadline passes, hyper closes the connection and drops the answer under way, and with it
 //! whatever the answer held (an instance's in-flight count).
 
+mod accept_errors;
 mod deadlines;
 pub mod open_files;
 mod per_client;
 
+pub(crate) use accept_errors::AcceptErrors;
 pub(crate) use per_client::{PerClient, Slot};
 
 use crate::config::ServerConfig;
