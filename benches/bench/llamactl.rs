@@ -61,9 +61,20 @@ impl Llamactl {
 
     /// Starts the llamactl `binary` in `data_dir` with the config `yaml`.
     pub fn start_yaml(binary: &Path, data_dir: &Path, yaml: &str) -> Llamactl {
+        Self::start_yaml_with(binary, data_dir, yaml, |_| {})
+    }
+
+    /// [`Llamactl::start_yaml`], with the command changed by `prepare` first (e.g. a `pre_exec`
+    /// that sets a resource limit).
+    pub fn start_yaml_with(
+        binary: &Path,
+        data_dir: &Path,
+        yaml: &str,
+        prepare: impl FnOnce(&mut std::process::Command),
+    ) -> Llamactl {
         std::fs::create_dir_all(data_dir).expect("create llamactl data dir");
         std::fs::write(data_dir.join("llamactl.yaml"), yaml).expect("write llamactl config");
-        Self::boot(binary, data_dir)
+        Self::boot_with(binary, data_dir, prepare)
     }
 
     /// Stops this llamactl and starts a new one on the same data dir and config.
@@ -73,11 +84,20 @@ impl Llamactl {
     }
 
     fn boot(binary: &Path, data_dir: &Path) -> Llamactl {
+        Self::boot_with(binary, data_dir, |_| {})
+    }
+
+    fn boot_with(
+        binary: &Path,
+        data_dir: &Path,
+        prepare: impl FnOnce(&mut std::process::Command),
+    ) -> Llamactl {
         let mut cmd = procs::quiet(&binary.display().to_string());
         cmd.arg("--config")
             .arg(data_dir.join("llamactl.yaml"))
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped());
+        prepare(&mut cmd);
         // Stopping waits for llamactl to stop its backends (SIGTERM, grace, SIGKILL).
         let mut guard = Guard::spawn("llamactl", cmd, Duration::from_secs(30));
         let stderr = guard.take_stderr().expect("llamactl stderr is piped");

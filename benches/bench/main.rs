@@ -14,13 +14,16 @@ mod machine;
 mod memory;
 mod metering;
 mod nginx;
+mod open_files;
 mod opts;
 mod procs;
 mod report;
 mod rig;
 mod scenario;
 mod scenarios;
+mod stand_in;
 mod stats;
+mod streams;
 
 use opts::Opts;
 use report::Report;
@@ -54,12 +57,22 @@ async fn run(opts: Opts) -> Report {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    // llamactl starts this same executable as the streams scenario's backend.
+    if args.get(1).map(String::as_str) == Some(stand_in::ARG) {
+        return stand_in::run(&args[2..]);
+    }
     // `cargo test --all-targets` runs bench targets without `--bench`: nothing to test here.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !args.iter().any(|a| a == "--bench") {
         println!("llamactl bench: not run under `cargo test`; use `make bench`");
         return ExitCode::SUCCESS;
     }
     let opts = Opts::from_env();
+    // The streams scenario holds thousands of client sockets; what the bench starts inherits the
+    // raised limit (except the llamactl that must show it raises its own).
+    if let Err(e) = open_files::raise() {
+        eprintln!("bench: cannot raise the open-file limit: {e}");
+    }
     // One thread: the client costs one core at most, the same for every side.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

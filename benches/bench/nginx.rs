@@ -15,15 +15,19 @@ pub struct Nginx {
 
 /// The config: `workers` processes (the bench passes the core count, the same number of threads
 /// llamactl's runtime gets), keep-alive to the upstream as a tuned deployment would have it, no
-/// buffering (llamactl streams, so nginx must too for a fair comparison), no access log.
+/// buffering (llamactl streams, so nginx must too for a fair comparison), no access log. Each
+/// worker may use every descriptor the hard limit allows (`worker_rlimit_nofile`, nginx's own way
+/// of raising its soft limit) and hold 16,384 connections: a proxied stream takes two.
 fn config(dir: &Path, listen: SocketAddr, upstream: SocketAddr, workers: usize) -> String {
     let d = dir.display();
+    let open_files = crate::open_files::hard().unwrap_or(65536).min(1 << 20);
     format!(
         "daemon off;
 worker_processes {workers};
+worker_rlimit_nofile {open_files};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     client_body_temp_path {d}/client_body;

@@ -83,6 +83,9 @@ pub struct Stream {
 /// Anything else: a function that measures and returns its table lines.
 pub type Measure = for<'a> fn(&'a Rig) -> BoxFuture<'a, Vec<Row>>;
 
+/// Like [`Measure`], with verdicts against the targets too.
+pub type Judge = for<'a> fn(&'a Rig) -> BoxFuture<'a, (Vec<Row>, Vec<Verdict>)>;
+
 /// A scenario of any kind.
 pub enum Scenario {
     /// See [`Load`].
@@ -91,6 +94,8 @@ pub enum Scenario {
     Stream(Stream),
     /// A named [`Measure`].
     Custom(&'static str, Measure),
+    /// A named [`Judge`].
+    Judged(&'static str, Judge),
 }
 
 impl Scenario {
@@ -99,7 +104,7 @@ impl Scenario {
         match self {
             Scenario::Load(l) => l.name,
             Scenario::Stream(s) => s.name,
-            Scenario::Custom(name, _) => name,
+            Scenario::Custom(name, _) | Scenario::Judged(name, _) => name,
         }
     }
 
@@ -109,12 +114,17 @@ impl Scenario {
             Scenario::Load(l) => run_load(l, rig, report).await,
             Scenario::Stream(s) => run_stream(s, rig, report).await,
             Scenario::Custom(_, measure) => report.rows.extend(measure(rig).await),
+            Scenario::Judged(_, judge) => {
+                let (rows, verdicts) = judge(rig).await;
+                report.rows.extend(rows);
+                report.verdicts.extend(verdicts);
+            }
         }
     }
 }
 
 /// `sides` in the order round `round` runs them.
-fn rotated(sides: &[Side], round: usize) -> Vec<(usize, Side)> {
+pub fn rotated(sides: &[Side], round: usize) -> Vec<(usize, Side)> {
     let mut order: Vec<(usize, Side)> = sides.iter().copied().enumerate().collect();
     if !order.is_empty() {
         let len = order.len();

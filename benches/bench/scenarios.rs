@@ -4,7 +4,7 @@
 //!   written, with the inference key);
 //! - a load or streaming comparison: a `Scenario::Load` / `Scenario::Stream` entry;
 //! - anything else: a function `fn(&Rig) -> BoxFuture<Vec<Row>>` in its own module, listed as
-//!   `Scenario::Custom`. Scenarios that stop or restart the instance go after the load ones.
+//!   `Scenario::Custom` (or `Scenario::Judged`, returning verdicts too). Scenarios that stop or restart the instance go after the load ones.
 
 use crate::auth;
 use crate::client::Req;
@@ -14,6 +14,7 @@ use crate::metering;
 use crate::rig::Via;
 use crate::rig::INSTANCE;
 use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, NGINX, PROXY};
+use crate::streams;
 use serde_json::{json, Value};
 
 /// A short chat request; `model` names the instance, so llamactl's `/v1` routing can use it too
@@ -57,6 +58,10 @@ pub fn all() -> Vec<Scenario> {
             req: Req::post_json("/v1/chat/completions", &chat(32, true)),
             sides: vec![DIRECT, PROXY, V1],
         }),
+        Scenario::Judged(
+            "streams: 100, 1,000 and 2,000 concurrent streamed chats",
+            streams::concurrent,
+        ),
         Scenario::Custom("metering: on vs off", metering::on_vs_off),
         Scenario::Custom(
             "auth: GET /v1/models, auth off / 1 key / 1,000 keys",
