@@ -78,7 +78,7 @@ impl Application {
         bootstrap::announce(&auth.first_boot(&cfg.data_dir).await?);
         let limits = connection_limits(&cfg);
         let (host, port) = (cfg.listen_host(), cfg.server.port);
-        let listener = TcpListener::bind((host, port))
+        let listener = crate::http::serve::listen(host, port)
             .await
             .map_err(|e| Error::Failed(format!("cannot listen on {host} port {port}: {e}")))?;
         if cfg.auth_is_off() && !listener.local_addr()?.ip().is_loopback() {

@@ -41,6 +41,32 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Connections the kernel may hold for the acceptor (capped by `net.core.somaxconn`, 4096 by
+/// default). tokio's default of 1024 overflows when a thousand clients connect at once, and a
+/// dropped SYN costs its client a one-second retransmission.
+const BACKLOG: u32 = 65_535;
+
+/// Listens on `host` (a name or address) and `port` with a backlog deep enough for bursts of
+/// connections; the first of `host`'s addresses that can be bound.
+pub async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As std's `TcpListener::bind` does: a restart may bind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
+}
+
 /// A connection handed to a worker, with its peer's address and its place under the peer's cap.
 type Handoff = (std::net::TcpStream, SocketAddr, Slot);
 
