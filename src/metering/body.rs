@@ -42,7 +42,7 @@ impl Metered {
         let tail = exchange
             .as_ref()
             .filter(|e| e.route() != Route::Read)
-            .map(|_| Tail::default());
+            .map(|_| Tail::for_answer(streamed));
         resp.map(|inner| {
             Body::new(Metered {
                 inner,
@@ -59,7 +59,7 @@ impl Metered {
     /// Counts the exchange once, and lets go of the instance.
     fn end(&mut self) {
         if let Some(exchange) = self.exchange.take() {
-            if let Some(tail) = &self.tail {
+            if let Some(tail) = &mut self.tail {
                 self.outcome.tokens = tail.tokens();
             }
             let instance = self

@@ -8,10 +8,14 @@
 
 use serde::Deserialize;
 
-/// How much of an answer's end is kept. The last event of a stream (the final message, `usage`
-/// and `timings`) is about 1 KiB; a non-streamed answer puts `usage` within its last few hundred
-/// bytes.
+/// How much of a non-streamed answer's end is kept: it puts `usage` within its last few hundred
+/// bytes, and such answers are short-lived, so the margin is wide.
 const TAIL: usize = 16 * 1024;
+
+/// How much of a streamed answer's end is kept: its last event (the final message, `usage` and
+/// `timings`) is about 1 KiB. Kept small because a stream holds it for as long as it is open,
+/// and there may be thousands.
+const STREAM_TAIL: usize = 4 * 1024;
 
 /// What a request cost, as the backend said.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,28 +26,34 @@ pub struct Tokens {
     pub completion: Option<u64>,
 }
 
-/// The last [`TAIL`] bytes of an answer, kept as it passes.
-#[derive(Debug, Default)]
+/// The last bytes of an answer, kept as it passes, in a ring that never grows past its limit.
+#[derive(Debug)]
 pub struct Tail {
-    buf: Vec<u8>,
+    buf: std::collections::VecDeque<u8>,
+    limit: usize,
 }
 
 impl Tail {
-    /// Keeps the end of `chunk`. Amortised: the kept bytes are moved down only when the buffer has
-    /// grown to twice the tail.
-    pub fn push(&mut self, chunk: &[u8]) {
-        let chunk = &chunk[chunk.len().saturating_sub(TAIL)..];
-        if self.buf.len() + chunk.len() > 2 * TAIL {
-            let keep = TAIL.saturating_sub(chunk.len());
-            let from = self.buf.len().saturating_sub(keep);
-            self.buf.drain(..from);
+    /// A tail for an answer; a streamed one keeps less (see [`STREAM_TAIL`]).
+    pub fn for_answer(streamed: bool) -> Self {
+        Tail {
+            // Allocated at the first byte, to its limit at most.
+            buf: std::collections::VecDeque::new(),
+            limit: if streamed { STREAM_TAIL } else { TAIL },
         }
-        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Keeps the end of `chunk`, dropping the oldest bytes kept beyond the limit.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let chunk = &chunk[chunk.len().saturating_sub(self.limit)..];
+        let over = (self.buf.len() + chunk.len()).saturating_sub(self.limit);
+        self.buf.drain(..over);
+        self.buf.extend(chunk);
     }
 
     /// The token counts the answer's end reports, if any.
-    pub fn tokens(&self) -> Tokens {
-        tokens_in(&self.buf)
+    pub fn tokens(&mut self) -> Tokens {
+        tokens_in(self.buf.make_contiguous())
     }
 }
 
@@ -117,7 +127,7 @@ mod tests {
     use super::*;
 
     fn tail_of(parts: &[&[u8]]) -> Tokens {
-        let mut tail = Tail::default();
+        let mut tail = Tail::for_answer(false);
         for part in parts {
             tail.push(part);
         }
@@ -177,11 +187,11 @@ mod tests {
 
     #[test]
     fn only_the_end_of_a_long_answer_is_kept() {
-        let mut tail = Tail::default();
+        let mut tail = Tail::for_answer(false);
         let filler = vec![b'x'; 5000];
         for _ in 0..100 {
             tail.push(&filler);
-            assert!(tail.buf.len() <= 2 * TAIL);
+            assert!(tail.buf.len() <= TAIL && tail.buf.capacity() < 2 * TAIL);
         }
         tail.push(br#","usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
         assert_eq!(
@@ -193,7 +203,30 @@ mod tests {
         );
         let huge = vec![b'y'; 3 * TAIL];
         tail.push(&huge);
-        assert!(tail.buf.len() <= 2 * TAIL);
+        assert!(tail.buf.len() <= TAIL);
         assert_eq!(tail.tokens(), Tokens::default());
+    }
+
+    #[test]
+    fn a_stream_keeps_a_small_tail_that_still_holds_its_last_event() {
+        let mut tail = Tail::for_answer(true);
+        let event = b"data: {\"choices\":[{\"delta\":{\"content\":\" word\"}}]}\n\n";
+        for _ in 0..1000 {
+            tail.push(event);
+        }
+        tail.push(b"data: {\"choices\":[],\"usage\":{\"completion_tokens\":1000,\"prompt_tokens\":4}}\n\n");
+        tail.push(b"data: [DONE]\n\n");
+        assert!(
+            tail.buf.capacity() < 2 * STREAM_TAIL,
+            "{}",
+            tail.buf.capacity()
+        );
+        assert_eq!(
+            tail.tokens(),
+            Tokens {
+                prompt: Some(4),
+                completion: Some(1000)
+            }
+        );
     }
 }

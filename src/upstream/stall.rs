@@ -4,25 +4,33 @@
 //! breaks mid-stream), so an OpenAI client reports the cause instead of a cut connection; any
 //! other body just ends.
 //!
-//! The clock is tower-http's `TimeoutBody`: it runs only while a frame is awaited, so a client
-//! that is slow to read never makes the backend look quiet (a client that stops reading is the
-//! connection's `response_write_timeout`, see `http::connection`).
+//! The clock runs only while a frame is awaited, so a client that is slow to read never makes the
+//! backend look quiet (a client that stops reading is the connection's `response_write_timeout`,
+//! see `http::connection`). One timer serves the whole answer: a frame only notes when the next
+//! wait began (one clock read), and the timer, when it fires, moves itself to the current wait's
+//! deadline if that is later. A timer per frame (tower-http's `TimeoutBody`) cost a timer-wheel
+//! insertion and removal for every streamed event.
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{header, Response};
 use hyper::body::{Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tower_http::timeout::{TimeoutBody, TimeoutError};
+use tokio::time::{Instant, Sleep};
 
 /// Called once if the backend went quiet (to count it).
 pub type OnStall = Box<dyn FnOnce() + Send>;
 
 /// An answer body that ends when its backend goes quiet for `limit`.
 pub(crate) struct StallGuard {
-    inner: Pin<Box<TimeoutBody<Body>>>,
+    inner: Body,
     limit: Duration,
+    /// When the wait for the next frame began (`None` while no frame is awaited).
+    waiting_since: Option<Instant>,
+    /// Fires at or before the current wait's deadline; made at the first wait.
+    timer: Option<Pin<Box<Sleep>>>,
     /// An event stream, which can tell the client why it ends.
     sse: bool,
     on_stall: Option<OnStall>,
@@ -39,13 +47,34 @@ impl StallGuard {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         resp.map(|body| {
             Body::new(StallGuard {
-                inner: Box::pin(TimeoutBody::new(limit, body)),
+                inner: body,
                 limit,
+                waiting_since: None,
+                timer: None,
                 sse,
                 on_stall: Some(on_stall),
                 ended: false,
             })
         })
+    }
+}
+
+impl StallGuard {
+    /// While a frame is awaited: `Ready` once the backend has been quiet for the limit, else
+    /// `Pending` with the timer set to wake the task by then.
+    fn poll_quiet_too_long(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = *self.waiting_since.get_or_insert_with(Instant::now) + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        // The timer may still be set for an earlier wait's deadline: it is moved on when it fires.
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(due);
+        }
+        Poll::Pending
     }
 }
 
@@ -67,34 +96,39 @@ impl HttpBody for StallGuard {
         if this.ended {
             return Poll::Ready(None);
         }
-        let err = match ready!(this.inner.as_mut().poll_frame(cx)) {
-            Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
-            None => {
+        let err = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.waiting_since = None;
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(None) => {
                 this.ended = true;
                 return Poll::Ready(None);
             }
-            Some(Err(err)) => err,
+            Poll::Ready(Some(Err(err))) => Some(err),
+            Poll::Pending => {
+                ready!(this.poll_quiet_too_long(cx));
+                None
+            }
         };
         this.ended = true;
-        let stalled = err.is::<TimeoutError>();
-        let message = if stalled {
-            if let Some(count) = this.on_stall.take() {
-                count();
+        let message = match &err {
+            None => {
+                if let Some(count) = this.on_stall.take() {
+                    count();
+                }
+                format!(
+                    "the backend sent nothing for {} s (instances.stream_idle_timeout); the answer was ended",
+                    this.limit.as_secs()
+                )
             }
-            format!(
-                "the backend sent nothing for {} s (instances.stream_idle_timeout); the answer was ended",
-                this.limit.as_secs()
-            )
-        } else {
-            format!("the backend's answer broke off: {err}")
+            Some(err) => format!("the backend's answer broke off: {err}"),
         };
         tracing::warn!(reason = %message, "answer ended early");
-        if this.sse {
-            Poll::Ready(Some(Ok(Frame::data(error_event(&message)))))
-        } else if stalled {
-            Poll::Ready(None)
-        } else {
-            Poll::Ready(Some(Err(axum::Error::new(err))))
+        match err {
+            _ if this.sse => Poll::Ready(Some(Ok(Frame::data(error_event(&message))))),
+            None => Poll::Ready(None),
+            Some(err) => Poll::Ready(Some(Err(err))),
         }
     }
 
