@@ -17,6 +17,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -113,51 +114,99 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Sends `req` (origin-form URI, `Host` set by the caller) to `127.0.0.1:<port>`. The answer's
-    /// body streams; its connection returns to the pool when the body has been read to the end.
+    /// body streams; its connection returns to the pool when the body has been read to the end
+    /// (if the backend will keep it).
+    ///
+    /// A pooled connection is driven by its own task, as it must be while it idles. A new one is
+    /// driven by the caller's task (its future, then its answer's body) for as long as it serves
+    /// this request, and gets a task of its own only if it goes back to the pool: a streamed
+    /// answer, never reused, then costs no hand-off between two tasks for each event, and events
+    /// that arrive together leave together (see [`Driven`]).
     pub async fn send(
         &self,
         lane: super::Lane,
         port: u16,
-        req: Request<Body>,
+        mut req: Request<Body>,
     ) -> Result<Response<Body>, SendError> {
         // The connection comes from, and goes back to, this lane's list.
         let key = (port, lane);
-        let mut conn = self.checkout(key).await?;
-        let resp = match conn.try_send_request(req).await {
-            Ok(resp) => resp,
-            // A pooled connection the backend closed just now fails before anything is written;
-            // hyper then hands the request back, and it goes once more on a fresh connection.
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => {
-                    conn = self.connect(port).await?;
-                    conn.send_request(unsent).await?
-                }
-                None => return Err(e.into_error().into()),
-            },
-        };
-        let (parts, body) = resp.into_parts();
-        let home = reusable_for(&parts.headers).map(|keep| Home {
-            conn,
-            key,
-            keep,
-            pool: self.clone(),
-        });
-        let body = Returning { body, home };
-        Ok(Response::from_parts(parts, Body::new(body)))
+        if let Some(mut conn) = self.checkout(key).await {
+            match conn.try_send_request(req).await {
+                Ok(resp) => return Ok(self.answer(resp, conn, None, key)),
+                // A pooled connection the backend closed just now fails before anything is
+                // written; hyper then hands the request back, and it goes on a new connection.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let (mut sender, conn) = self.connect(port).await?;
+        let mut conn = Some(Box::pin(conn));
+        let answer = sender.send_request(req);
+        tokio::pin!(answer);
+        let resp = std::future::poll_fn(|cx| {
+            drive(&mut conn, port, cx);
+            answer.as_mut().poll(cx)
+        })
+        .await?;
+        Ok(self.answer(resp, sender, conn, key))
     }
 
-    /// A ready idle connection for `key`, or a new one to its port.
-    async fn checkout(&self, key: Key) -> Result<SendRequest<Body>, SendError> {
+    /// The answer `resp` from `sender`'s connection (`conn` if this task drives it), with a body
+    /// that returns the connection to `key`'s list at its end if the backend will keep it.
+    fn answer(
+        &self,
+        resp: Response<Incoming>,
+        sender: SendRequest<Body>,
+        conn: Option<Pin<Box<Connection>>>,
+        key: Key,
+    ) -> Response<Body> {
+        let (parts, body) = resp.into_parts();
+        let body = match reusable_for(&parts.headers) {
+            Some(keep) => {
+                if let Some(conn) = conn {
+                    // It may idle in the pool: from now on it needs a task of its own.
+                    spawn_driver(key.0, conn);
+                }
+                let home = Home {
+                    conn: sender,
+                    key,
+                    keep,
+                    pool: self.clone(),
+                };
+                Body::new(Returning {
+                    body,
+                    home: Some(home),
+                })
+            }
+            // Not reused: `sender` goes, and the connection ends with this answer.
+            None => match conn {
+                Some(conn) => Body::new(Driven {
+                    conn: Some(conn),
+                    port: key.0,
+                    body,
+                    held: None,
+                    done: false,
+                }),
+                None => Body::new(Returning { body, home: None }),
+            },
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// A ready idle connection for `key`, if there is one.
+    async fn checkout(&self, key: Key) -> Option<SendRequest<Body>> {
         while let Some(mut idle) = self.pop(key) {
             if idle.conn.is_closed() || idle.since.elapsed() >= idle.keep {
                 continue;
             }
             // Returned at the end of its body, it may need a moment to be ready for the next one.
             if idle.conn.ready().await.is_ok() {
-                return Ok(idle.conn);
+                return Some(idle.conn);
             }
         }
-        self.connect(key.0).await
+        None
     }
 
     fn pop(&self, key: Key) -> Option<Idle> {
@@ -184,7 +233,8 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, port: u16) -> Result<SendRequest<Body>, SendError> {
+    /// A new connection to `port`, not yet driven by any task.
+    async fn connect(&self, port: u16) -> Result<(SendRequest<Body>, Connection), SendError> {
         let failed = |reason: String| SendError::Connect { port, reason };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(("127.0.0.1", port)))
             .await
@@ -194,13 +244,122 @@ impl Pool {
         stream
             .set_nodelay(true)
             .map_err(|e| failed(e.to_string()))?;
-        let (conn, driver) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = driver.await {
+        Ok(http1::handshake(TokioIo::new(stream)).await?)
+    }
+}
+
+/// A connection to a backend: it reads and writes only while it is polled.
+type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
+
+/// Drives `conn` on a task of its own until it closes.
+fn spawn_driver(port: u16, conn: Pin<Box<Connection>>) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(port, error = %e, "backend connection ended");
+        }
+    });
+}
+
+/// Lets `conn` read and write what it can now; forgets it once it has ended (its answer, if
+/// any, then ends too, or fails).
+fn drive(conn: &mut Option<Pin<Box<Connection>>>, port: u16, cx: &mut Context<'_>) {
+    if let Some(driven) = conn {
+        if let Poll::Ready(ended) = driven.as_mut().poll(cx) {
+            if let Err(e) = ended {
                 tracing::debug!(port, error = %e, "backend connection ended");
             }
-        });
-        Ok(conn)
+            *conn = None;
+        }
+    }
+}
+
+/// The most bytes of events that arrived together sent on as one frame.
+const MOST_JOINED: usize = 64 * 1024;
+
+/// The body of an answer whose connection is not reused (a stream), driving that connection
+/// itself. Each poll passes on everything the connection has already read as one frame, so
+/// events that arrived together leave in one write; nothing is ever held back waiting for more.
+struct Driven {
+    conn: Option<Pin<Box<Connection>>>,
+    port: u16,
+    body: Incoming,
+    /// What came after the joined data (trailers or an error), for the next poll.
+    held: Option<Result<Frame<Bytes>, hyper::Error>>,
+    /// The body has ended.
+    done: bool,
+}
+
+impl Driven {
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        drive(&mut self.conn, self.port, cx);
+        let polled = hyper::body::Body::poll_frame(Pin::new(&mut self.body), cx);
+        if let Poll::Ready(None) = polled {
+            self.done = true;
+        }
+        polled
+    }
+}
+
+impl hyper::body::Body for Driven {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(held) = this.held.take() {
+            return Poll::Ready(Some(held));
+        }
+        let first = match std::task::ready!(this.poll_next(cx)) {
+            Some(Ok(frame)) => frame,
+            other => return Poll::Ready(other),
+        };
+        let first = match first.into_data() {
+            Ok(data) => data,
+            Err(frame) => return Poll::Ready(Some(Ok(frame))),
+        };
+        let mut joined: Option<bytes::BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), |j| j.len()) < MOST_JOINED {
+            let Poll::Ready(Some(next)) = this.poll_next(cx) else {
+                break;
+            };
+            match next.map(Frame::into_data) {
+                Ok(Ok(more)) => {
+                    let joined = joined.get_or_insert_with(|| {
+                        let mut j = bytes::BytesMut::with_capacity(2 * (first.len() + more.len()));
+                        j.extend_from_slice(&first);
+                        j
+                    });
+                    joined.extend_from_slice(&more);
+                }
+                Ok(Err(frame)) => {
+                    this.held = Some(Ok(frame));
+                    break;
+                }
+                Err(e) => {
+                    this.held = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let data = joined.map_or(first, bytes::BytesMut::freeze);
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && (self.done || self.body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -354,5 +513,48 @@ mod tests {
             assert_eq!(get(&pool, port).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// Frames of an answer's body as the client side sees them.
+    async fn frames(resp: Response<Body>) -> Vec<String> {
+        let mut body = resp.into_body();
+        let mut seen = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                seen.push(String::from_utf8_lossy(&data).into_owned());
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn events_that_arrive_together_leave_together_and_later_ones_on_their_own() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (next_tx, mut next_rx) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await.unwrap();
+            // Two events in one write, then a third once the client has seen them.
+            socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      3\r\na\n\n\r\n3\r\nb\n\n\r\n",
+                )
+                .await
+                .unwrap();
+            next_rx.recv().await;
+            socket.write_all(b"3\r\nc\n\n\r\n0\r\n\r\n").await.unwrap();
+        });
+        let pool = Pool::default();
+        let req = Request::get("/").body(Body::empty()).unwrap();
+        let resp = pool.send(0, port, req).await.unwrap();
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"a\n\nb\n\n");
+        next_tx.send(()).await.unwrap();
+        let rest = frames(Response::new(body)).await;
+        assert_eq!(rest, ["c\n\n"]);
     }
 }
