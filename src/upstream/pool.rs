@@ -95,9 +95,21 @@ fn reusable_for(headers: &hyper::HeaderMap) -> Option<Duration> {
 /// Idle connections by backend port and lane (see [`super::Lane`]).
 type Key = (u16, usize);
 
+/// Lists of idle connections, one lock per lane (modulo this): HTTP workers never wait on each
+/// other's lock to take or give back a connection.
+const SHARDS: usize = 16;
+
 #[derive(Default)]
 struct Inner {
-    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    idle: [Mutex<HashMap<Key, Vec<Idle>>>; SHARDS],
+}
+
+impl Inner {
+    fn idle(&self, key: Key) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
+        self.idle[key.1 % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Pooled connections to every backend; cheap to clone.
@@ -210,7 +222,7 @@ impl Pool {
     }
 
     fn pop(&self, key: Key) -> Option<Idle> {
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.inner.idle(key);
         idle.get_mut(&key).and_then(Vec::pop)
     }
 
@@ -218,7 +230,7 @@ impl Pool {
         if conn.is_closed() || keep.is_zero() {
             return;
         }
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.inner.idle(key);
         let list = idle.entry(key).or_default();
         // Drop those that waited too long, so a backend that stopped being used does not keep
         // sockets open forever. One clock read for the whole list: this runs for every request.
