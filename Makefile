@@ -1,7 +1,7 @@
 # llamactl — build, run, test.
 #   make run    builds release, installs llama-server (unless one is on PATH) and the demo model, serves on :8080
 #   make test   lint + unit + integration tests + the OpenAPI contract (schemathesis) + end-to-end tests
-#   make bench  llamactl vs direct llama-server vs nginx; prints one table, writes docs/benchmarks.md
+#   make bench  llamactl vs direct llama-server vs nginx and a Go proxy; prints one table, writes docs/benchmarks.md
 #   make soak   minutes of mixed load and faults; memory, descriptors, tasks and 5xx; writes docs/soak.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -24,7 +24,7 @@ VENV_PY  := $(VENV)/bin/python
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_TIME   := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 
-.PHONY: run build release test lint unit contract contractdeps e2e backend model pydeps bench soak nginx sqlx-prepare clean
+.PHONY: run build release test lint unit contract contractdeps e2e backend model pydeps bench soak nginx goproxy sqlx-prepare clean
 
 ## run: start llamactl on :8080 with SQLite under data/ (override with LLAMACTL_* variables)
 run: release backend model
@@ -94,15 +94,19 @@ $(VENV)/.pydeps-openai-prometheus: | $(VENV_PY)
 	$(VENV_PY) -m pip install --quiet openai prometheus_client
 	touch $@
 
-## bench: proxy overhead, streaming, cold start and memory, against direct llama-server and nginx.
+## bench: proxy overhead, streaming, cold start and memory, against direct llama-server, nginx and
+## a Go reverse proxy (left out without Go).
 ## Settings (environment or make variables): BENCH_ROUNDS (5), BENCH_SECS (3), BENCH_WARMUP (0.5),
 ## BENCH_ONLY (scenario name part), BENCH_OUT (docs/benchmarks.md). See docs/benchmarks.md.
 NGINX ?= $(shell command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+GO    ?= $(shell command -v go 2>/dev/null || echo /usr/bin/go)
+GOPROXY_BIN := $(CURDIR)/target/goproxy
 
-bench: backend model nginx
+bench: backend model nginx goproxy
 	LLAMACTL_BENCH_LLAMA_SERVER="$(LLAMA_SERVER)" \
 	LLAMACTL_BENCH_MODEL="$(CURDIR)/$(MODEL)" \
 	LLAMACTL_BENCH_NGINX="$(NGINX)" \
+	LLAMACTL_BENCH_GOPROXY="$(GOPROXY_BIN)" \
 	cargo bench --locked --bench bench
 
 ## soak: llamactl (release build) with the stand-in backend under mixed load and faults, then its
@@ -116,6 +120,19 @@ soak:
 ## nginx: Debian's nginx, the reference proxy for the bench
 nginx:
 	@test -x "$(NGINX)" || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx; }
+
+## goproxy: the Go reference proxy (benches/goproxy, standard library only, built offline) into
+## target/goproxy, with Debian's Go when there is none. Without Go the bench leaves that side out:
+## a note here, never a failure.
+goproxy:
+	@rm -f "$(GOPROXY_BIN)"
+	@test -x "$(GO)" || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go; } || true
+	@if ! test -x "$(GO)"; then \
+		echo "make: no Go (Debian package golang-go); the bench leaves the Go proxy out"; \
+	elif ! (cd benches/goproxy && GOPROXY=off GOCACHE="$(CURDIR)/target/go-cache" CGO_ENABLED=0 \
+		"$(GO)" build -o "$(GOPROXY_BIN)" .); then \
+		echo "make: the Go proxy did not build; the bench leaves it out"; \
+	fi
 
 ## sqlx-prepare: regenerate .sqlx/ (offline query data) after changing a query or a migration
 sqlx-prepare:

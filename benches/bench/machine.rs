@@ -51,13 +51,23 @@ fn kernel() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The Go proxy's line: its Go version, or that it was left out.
+fn go_proxy(opts: &Opts) -> String {
+    match opts.goproxy.as_deref().map(crate::goproxy::version) {
+        Some(Some(go)) => format!("the Go proxy (`httputil.ReverseProxy`) built with {go}"),
+        Some(None) => "the Go proxy (version unknown)".into(),
+        None => "no Go proxy (Go not available)".into(),
+    }
+}
+
 /// A few Markdown lines describing this run's machine, software and settings.
 pub fn describe(opts: &Opts) -> String {
     let commit = first_line_of("git", &["rev-parse", "--short", "HEAD"], "");
     format!(
         "Measured {date} on {cpu}, {cores} cores, {mem:.0} GiB, Linux {kernel}.\n\
          llama-server `{llama}`, model `{model}` (ctx 512, 1 thread); {nginx} with {cores} worker \
-         processes (llamactl also serves HTTP on {cores} threads); llamactl `{commit}`, release build.\n\
+         processes (llamactl also serves HTTP on {cores} threads); {go}; llamactl `{commit}`, \
+         release build.\n\
          {rounds} rounds; in each, every side runs {window:.1} s after {warmup:.1} s of warm-up, in \
          rotating order. Figures are medians across rounds; ratios and differences are medians of \
          the per-round ones.\n",
@@ -73,6 +83,7 @@ pub fn describe(opts: &Opts) -> String {
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
         nginx = first_line_of(&opts.nginx, &["-v"], "nginx version")
             .trim_start_matches("nginx version: "),
+        go = go_proxy(opts),
         rounds = opts.rounds,
         window = opts.window.as_secs_f64(),
         warmup = opts.warmup.as_secs_f64(),

@@ -8,6 +8,7 @@ mod auth;
 mod client;
 mod cold_start;
 mod generated;
+mod goproxy;
 mod llamactl;
 mod load;
 mod machine;
@@ -32,7 +33,7 @@ use std::process::ExitCode;
 
 async fn run(opts: Opts) -> Report {
     let header = machine::describe(&opts);
-    eprintln!("bench: starting llamactl, the instance and nginx");
+    eprintln!("bench: starting llamactl, the instance, nginx and the Go proxy");
     let rig = Rig::up(opts).await;
     let mut report = Report::default();
     for scenario in scenarios::all() {

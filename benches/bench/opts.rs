@@ -12,6 +12,9 @@ pub struct Opts {
     pub model: PathBuf,
     /// The nginx executable (`LLAMACTL_BENCH_NGINX`, default `nginx`).
     pub nginx: String,
+    /// The Go reference proxy (`LLAMACTL_BENCH_GOPROXY`, built by `make goproxy`); None when unset
+    /// or not built, and its side is left out.
+    pub goproxy: Option<PathBuf>,
     /// Rounds per comparison; sides take turns in each (`BENCH_ROUNDS`, default 5).
     pub rounds: usize,
     /// Measured seconds per side and round (`BENCH_SECS`, default 3).
@@ -53,6 +56,9 @@ impl Opts {
             llama_server: required("LLAMACTL_BENCH_LLAMA_SERVER"),
             model: PathBuf::from(required("LLAMACTL_BENCH_MODEL")),
             nginx: var("LLAMACTL_BENCH_NGINX").unwrap_or_else(|| "nginx".into()),
+            goproxy: var("LLAMACTL_BENCH_GOPROXY")
+                .map(PathBuf::from)
+                .filter(|p| p.is_file()),
             rounds: var("BENCH_ROUNDS").map_or(5, |v| {
                 v.parse()
                     .unwrap_or_else(|_| panic!("BENCH_ROUNDS={v}: not a count"))

@@ -1,7 +1,8 @@
 //! The set-up every scenario runs against: llamactl managing one llama-server instance with the real
-//! model, and nginx in front of that same llama-server.
+//! model, and nginx and the Go proxy in front of that same llama-server.
 
 use crate::client::{Req, Target};
+use crate::goproxy::GoProxy;
 use crate::llamactl::{self, Llamactl};
 use crate::nginx::Nginx;
 use crate::opts::Opts;
@@ -24,6 +25,8 @@ pub enum Via {
     Direct,
     /// Through nginx.
     Nginx,
+    /// Through the Go reference proxy (`httputil.ReverseProxy`).
+    GoProxy,
     /// Through llamactl's instance proxy, `/api/v1/instances/{name}/proxy<path>`.
     Proxy,
     /// Through the baseline llamactl's instance proxy (only with `BENCH_BASELINE`).
@@ -61,6 +64,8 @@ pub struct Rig {
     pub llamactl: Llamactl,
     /// nginx in front of the instance's llama-server.
     pub nginx: Nginx,
+    /// The Go proxy in front of the same llama-server, if it was built.
+    pub goproxy: Option<GoProxy>,
     /// The instance's llama-server (fixed port, so it stays put across stop/start).
     pub backend: SocketAddr,
     /// Another llamactl build with its own instance, to compare with (`BENCH_BASELINE`).
@@ -105,13 +110,28 @@ async fn managed_with(
     (llamactl, port)
 }
 
+/// Starts the Go proxy in front of `upstream` if `make goproxy` built it (see
+/// [`GoProxy::start`] for `soft_files`); otherwise says that its side is left out.
+pub fn go_proxy(opts: &Opts, upstream: SocketAddr, soft_files: Option<u64>) -> Option<GoProxy> {
+    match &opts.goproxy {
+        Some(binary) => Some(GoProxy::start(binary, upstream, soft_files)),
+        None => {
+            eprintln!(
+                "bench: no Go proxy (LLAMACTL_BENCH_GOPROXY unset or not built; `make goproxy` \
+                 needs Go): the \"go proxy\" side is left out"
+            );
+            None
+        }
+    }
+}
+
 /// The CPU count, used for nginx's workers (llamactl's runtime starts as many threads).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Rig {
-    /// Starts llamactl (and the baseline, if any) with the instance, then nginx.
+    /// Starts llamactl (and the baseline, if any) with the instance, then nginx and the Go proxy.
     pub async fn up(opts: Opts) -> Rig {
         let tmp = tempfile::Builder::new()
             .prefix("llamactl-bench-")
@@ -138,10 +158,12 @@ impl Rig {
             .parse()
             .expect("loopback address");
         let nginx = Nginx::start(&opts.nginx, &tmp.path().join("nginx"), backend, cores());
+        let goproxy = go_proxy(&opts, backend, None);
         Rig {
             opts,
             llamactl,
             nginx,
+            goproxy,
             backend,
             baseline,
             unmetered,
@@ -154,6 +176,9 @@ impl Rig {
     pub fn sides(&self, sides: &[Side]) -> Vec<Side> {
         let mut out = Vec::new();
         for side in sides {
+            if side.via == Via::GoProxy && self.goproxy.is_none() {
+                continue;
+            }
             out.push(*side);
             if self.baseline.is_some() {
                 match side.via {
@@ -164,6 +189,12 @@ impl Rig {
             }
         }
         out
+    }
+
+    fn goproxy(&self) -> &GoProxy {
+        self.goproxy
+            .as_ref()
+            .expect("go proxy side without the go proxy")
     }
 
     fn baseline(&self) -> &Llamactl {
@@ -184,6 +215,7 @@ impl Rig {
         let (addr, path) = match via {
             Via::Direct => (self.backend, req.path.clone()),
             Via::Nginx => (self.nginx.addr, req.path.clone()),
+            Via::GoProxy => (self.goproxy().addr, req.path.clone()),
             Via::Proxy => (self.llamactl.addr, proxied()),
             Via::Baseline => (self.baseline().addr, proxied()),
             Via::BaselineV1 => (self.baseline().addr, req.path.clone()),

@@ -29,6 +29,11 @@ pub const NGINX: Side = Side {
     label: "nginx",
     via: Via::Nginx,
 };
+/// Through the Go reference proxy (left out when it was not built).
+pub const GO_PROXY: Side = Side {
+    label: "go proxy",
+    via: Via::GoProxy,
+};
 /// Through llamactl's instance proxy.
 pub const PROXY: Side = Side {
     label: "llamactl proxy",

@@ -13,7 +13,7 @@ use crate::memory;
 use crate::metering;
 use crate::rig::Via;
 use crate::rig::INSTANCE;
-use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, NGINX, PROXY};
+use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, GO_PROXY, NGINX, PROXY};
 use crate::streams;
 use serde_json::{json, Value};
 
@@ -42,7 +42,7 @@ pub fn all() -> Vec<Scenario> {
             name: "GET /health",
             req: Req::get("/health"),
             concurrency: &[1, 32],
-            sides: vec![DIRECT, NGINX, PROXY],
+            sides: vec![DIRECT, NGINX, GO_PROXY, PROXY],
             goal: Goal::NginxOrBetter,
         }),
         Scenario::Load(Load {
@@ -50,7 +50,7 @@ pub fn all() -> Vec<Scenario> {
             req: Req::post_json("/v1/chat/completions", &chat(1, false)),
             concurrency: &[1, 8],
             // nginx shows what the extra hop itself costs a completion on this machine.
-            sides: vec![DIRECT, NGINX, PROXY, V1],
+            sides: vec![DIRECT, NGINX, GO_PROXY, PROXY, V1],
             goal: Goal::OfDirect(0.98),
         }),
         Scenario::Stream(Stream {

@@ -1,0 +1,3 @@
+module llamactl/benches/goproxy
+
+go 1.19
