@@ -5,6 +5,9 @@
 //! (from connecting), whole-stream p99, failed streams, and llamactl's peak RSS and RSS per open
 //! stream over idle.
 //!
+//! With `BENCH_BASELINE`, that build runs too (its own llamactl and stand-in, the same limits),
+//! and its `/v1` and proxy are sides of the same rounds: a before/after from one run.
+//!
 //! Runs its own llamactl, with the stand-in as its instance's backend, started with the soft
 //! open-file limit a systemd service gets by default (1024, the hard limit left as is): llamactl
 //! must raise its own, and so is the Go proxy (Go's runtime raises it). nginx raises its own with
@@ -18,7 +21,7 @@ use crate::open_files;
 use crate::procs;
 use crate::report::{Row, Verdict};
 use crate::rig::{self, Rig, Via};
-use crate::scenario::{rotated, Side, DIRECT, GO_PROXY, NGINX, PROXY};
+use crate::scenario::{rotated, Side, BASELINE, BASELINE_V1, DIRECT, GO_PROXY, NGINX, PROXY};
 use crate::stats::{median, ms, quantile};
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
@@ -58,6 +61,8 @@ const SIDES: [Side; 5] = [DIRECT, NGINX, GO_PROXY, V1, PROXY];
 /// stand-in.
 struct Stage {
     llamactl: Llamactl,
+    /// The `BENCH_BASELINE` build, with its own stand-in instance, for a before/after.
+    baseline: Option<Llamactl>,
     nginx: Nginx,
     goproxy: Option<GoProxy>,
     backend: SocketAddr,
@@ -66,21 +71,11 @@ struct Stage {
 impl Stage {
     async fn up(rig: &Rig) -> Stage {
         let dir = rig.tmp.path().join("streams");
-        let port = procs::free_port();
-        let exe = std::env::current_exe().expect("the bench knows its own executable");
-        // The stand-in is this executable: the config's `args` put its switch before the flags.
-        let yaml = Llamactl::config(&dir, &exe.display().to_string(), [port, port]).replacen(
-            "\ndata_dir:",
-            &format!("\n    args: [{}]\ndata_dir:", json!(crate::stand_in::ARG)),
-            1,
-        );
-        let llamactl = Llamactl::start_yaml_with(&Llamactl::built(), &dir, &yaml, |cmd| {
-            // SAFETY: between fork and exec only getrlimit/setrlimit run; nothing allocates.
-            unsafe { cmd.pre_exec(|| open_files::lower_soft(SOFT_FILES)) };
-        });
-        let body = json!({"model": "/stand-in.gguf", "port": port, "restart_delay": 0});
-        llamactl.create(INSTANCE, body).await;
-        llamactl.wait_status(INSTANCE, "running", rig::READY).await;
+        let (llamactl, port) = Self::llamactl(&Llamactl::built(), &dir).await;
+        let baseline = match &rig.opts.baseline {
+            Some(binary) => Some(Self::llamactl(binary, &dir.join("baseline")).await.0),
+            None => None,
+        };
         let backend: SocketAddr = format!("127.0.0.1:{port}")
             .parse()
             .expect("loopback address");
@@ -88,17 +83,50 @@ impl Stage {
         let goproxy = rig::go_proxy(&rig.opts, backend, Some(SOFT_FILES));
         Stage {
             llamactl,
+            baseline,
             nginx,
             goproxy,
             backend,
         }
     }
 
+    /// `binary` started with the soft open-file limit of a systemd service, in `dir`, running
+    /// the stand-in as its instance; and the stand-in's port.
+    async fn llamactl(binary: &std::path::Path, dir: &std::path::Path) -> (Llamactl, u16) {
+        let port = procs::free_port();
+        let exe = std::env::current_exe().expect("the bench knows its own executable");
+        // The stand-in is this executable: the config's `args` put its switch before the flags.
+        let yaml = Llamactl::config(dir, &exe.display().to_string(), [port, port]).replacen(
+            "\ndata_dir:",
+            &format!("\n    args: [{}]\ndata_dir:", json!(crate::stand_in::ARG)),
+            1,
+        );
+        let llamactl = Llamactl::start_yaml_with(binary, dir, &yaml, |cmd| {
+            // SAFETY: between fork and exec only getrlimit/setrlimit run; nothing allocates.
+            unsafe { cmd.pre_exec(|| open_files::lower_soft(SOFT_FILES)) };
+        });
+        let body = json!({"model": "/stand-in.gguf", "port": port, "restart_delay": 0});
+        llamactl.create(INSTANCE, body).await;
+        llamactl.wait_status(INSTANCE, "running", rig::READY).await;
+        (llamactl, port)
+    }
+
+    /// The llamactl a side goes through, if any.
+    fn llamactl_of(&self, via: Via) -> Option<&Llamactl> {
+        match via {
+            Via::Baseline | Via::BaselineV1 => self.baseline.as_ref(),
+            via if via.is_llamactl() => Some(&self.llamactl),
+            _ => None,
+        }
+    }
+
     /// [`SIDES`] without the ones this stage cannot reach.
     fn sides(&self) -> Vec<Side> {
+        let baseline = self.baseline.iter().flat_map(|_| [BASELINE_V1, BASELINE]);
         SIDES
             .into_iter()
             .filter(|s| s.via != Via::GoProxy || self.goproxy.is_some())
+            .chain(baseline)
             .collect()
     }
 
@@ -122,11 +150,14 @@ impl Stage {
                     .addr,
                 req.path.clone(),
             ),
-            Via::Proxy => (
-                self.llamactl.addr,
+            Via::Proxy | Via::Baseline => (
+                self.llamactl_of(via).expect("a llamactl side").addr,
                 format!("/api/v1/instances/{INSTANCE}/proxy{}", req.path),
             ),
-            _ => (self.llamactl.addr, req.path.clone()),
+            _ => (
+                self.llamactl_of(via).expect("a llamactl side").addr,
+                req.path.clone(),
+            ),
         };
         Target {
             addr,
@@ -304,6 +335,8 @@ async fn run(target: &Target, n: usize, llamactl: Option<u32>) -> Run {
 struct Sided<'a> {
     side: Side,
     runs: Vec<&'a Run>,
+    /// Its llamactl's resident memory when idle, KiB (0 for the other sides).
+    idle_kib: u64,
 }
 
 impl Sided<'_> {
@@ -354,7 +387,7 @@ fn kib_per_stream(peak: f64, idle: u64, n: usize) -> f64 {
 }
 
 /// Table lines and verdicts for one level.
-fn judge(n: usize, sides: &[Sided], idle_kib: u64) -> (Vec<Row>, Vec<Verdict>) {
+fn judge(n: usize, sides: &[Sided]) -> (Vec<Row>, Vec<Verdict>) {
     let scenario = format!("streams: {n} concurrent streamed chats");
     let (direct, nginx) = (&sides[0], &sides[1]);
     // The yardsticks for throughput: the issue asks for the best of nginx and the Go proxy.
@@ -382,7 +415,7 @@ fn judge(n: usize, sides: &[Sided], idle_kib: u64) -> (Vec<Row>, Vec<Verdict>) {
         }
         let llamactl = s.side.via.is_llamactl();
         let peak = s.med(|r| r.peak_kib.unwrap_or_default() as f64);
-        let per_stream = kib_per_stream(peak, idle_kib, n);
+        let per_stream = kib_per_stream(peak, s.idle_kib, n);
         if llamactl {
             result.push_str(&format!(
                 ", peak RSS {:.1} MiB ({per_stream:.1} KiB per stream over idle)",
@@ -405,7 +438,9 @@ fn judge(n: usize, sides: &[Sided], idle_kib: u64) -> (Vec<Row>, Vec<Verdict>) {
                 String::new()
             },
         });
-        if !llamactl || n < JUDGED_FROM {
+        // The baseline is there for the before/after, not judged.
+        let baseline = matches!(s.side.via, Via::Baseline | Via::BaselineV1);
+        if !llamactl || baseline || n < JUDGED_FROM {
             continue;
         }
         let what = format!("{scenario}, {}", s.side.label);
@@ -461,10 +496,9 @@ fn judge(n: usize, sides: &[Sided], idle_kib: u64) -> (Vec<Row>, Vec<Verdict>) {
 pub fn concurrent(rig: &Rig) -> BoxFuture<'_, (Vec<Row>, Vec<Verdict>)> {
     Box::pin(async move {
         let stage = Stage::up(rig).await;
-        let pid = stage.llamactl.pid();
         let all_sides = stage.sides();
         let targets: Vec<Target> = all_sides.iter().map(|s| stage.target(s.via)).collect();
-        let llamactl_pid = |side: &Side| side.via.is_llamactl().then_some(pid);
+        let llamactl_pid = |side: &Side| stage.llamactl_of(side.via).map(Llamactl::pid);
         // One unmeasured run per side: connections, pools and allocators warm up.
         for (side, target) in all_sides.iter().zip(&targets) {
             let warm = run(target, LEVELS[0], llamactl_pid(side)).await;
@@ -478,8 +512,16 @@ pub fn concurrent(rig: &Rig) -> BoxFuture<'_, (Vec<Row>, Vec<Verdict>)> {
             }
             tokio::time::sleep(SETTLE).await;
         }
-        let idle_kib = status_kib(pid, "VmRSS:").unwrap_or_default();
-        eprintln!("bench: streams: llamactl idle after warm-up {idle_kib} KiB");
+        // Each llamactl's resident memory when idle, the base its per-stream figure is over.
+        let idle_kib: Vec<u64> = all_sides
+            .iter()
+            .map(|side| {
+                llamactl_pid(side)
+                    .and_then(|pid| status_kib(pid, "VmRSS:"))
+                    .unwrap_or_default()
+            })
+            .collect();
+        eprintln!("bench: streams: llamactl idle after warm-up {idle_kib:?} KiB by side");
         let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
         for n in LEVELS {
             // runs[round][side]
@@ -511,9 +553,10 @@ pub fn concurrent(rig: &Rig) -> BoxFuture<'_, (Vec<Row>, Vec<Verdict>)> {
                 .map(|(i, side)| Sided {
                     side: *side,
                     runs: runs.iter().filter_map(|round| round[i].as_ref()).collect(),
+                    idle_kib: idle_kib[i],
                 })
                 .collect();
-            let (r, v) = judge(n, &sides, idle_kib);
+            let (r, v) = judge(n, &sides);
             rows.extend(r);
             verdicts.extend(v);
         }
