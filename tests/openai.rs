@@ -353,6 +353,52 @@ async fn at_the_limit_the_least_recently_used_instance_is_evicted() {
     assert_eq!(server.chat("b", json!({})).await.0, StatusCode::OK);
 }
 
+/// A swap at the limit of one, the newcomer slow to load: the request waits and is answered, and
+/// the history shows the old backend gone before the new one was started (the two never run at
+/// once: the limit is about the memory of loaded models).
+#[tokio::test]
+async fn a_swap_stops_the_old_backend_before_it_starts_the_new_one() {
+    let opts = Options::fake().with_yaml("instances:\n  max_running_instances: 1\n");
+    let server = TestServer::start(opts).await;
+    let slow = json!({"model": "/new.gguf", "fake_ready_delay_ms": 1500});
+    stopped(&server, "new", slow).await;
+    running(&server, "old", json!({"model": "/old.gguf"})).await;
+    let old_pid = common::pid_of(&server.get("old").await.1);
+
+    let (code, answer) = server.chat("new", json!({})).await;
+
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(server.status("new").await, "running");
+    assert_eq!(server.status("old").await, "stopped");
+    assert!(
+        !common::process_alive(old_pid),
+        "the evicted backend runs on"
+    );
+    // The swap's events, oldest first, from the last eviction on.
+    let (_, page) = server.history("limit=1000").await;
+    let mut swap: Vec<(String, String)> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("instance"), field("event"))
+        })
+        .take_while(|(instance, event)| (instance.as_str(), event.as_str()) != ("old", "evicted"))
+        .collect();
+    swap.reverse();
+    let swap: Vec<(&str, &str)> = swap.iter().map(|(i, e)| (i.as_str(), e.as_str())).collect();
+    assert_eq!(
+        swap,
+        [
+            ("old", "stopped"),
+            ("new", "start_requested"),
+            ("new", "ready")
+        ],
+        "after 'old' was evicted"
+    );
+}
+
 #[tokio::test]
 async fn an_instance_serving_a_request_is_not_evicted() {
     let opts = Options::fake().with_yaml("instances:\n  max_running_instances: 1\n");

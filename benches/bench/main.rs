@@ -25,6 +25,7 @@ mod scenarios;
 mod stand_in;
 mod stats;
 mod streams;
+mod swap;
 
 use opts::Opts;
 use report::Report;

@@ -15,6 +15,7 @@ use crate::rig::Via;
 use crate::rig::INSTANCE;
 use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, GO_PROXY, NGINX, PROXY};
 use crate::streams;
+use crate::swap;
 use serde_json::{json, Value};
 
 /// A short chat request; `model` names the instance, so llamactl's `/v1` routing can use it too
@@ -69,6 +70,10 @@ pub fn all() -> Vec<Scenario> {
         ),
         Scenario::Custom("cold start", cold_start::api_start),
         Scenario::Custom("cold start, on-demand first request", cold_start::on_demand),
+        Scenario::Custom(
+            "swap: max_running_instances 1, request for the stopped instance",
+            swap::swap,
+        ),
         Scenario::Custom("memory and listing", memory::hundred_stopped),
     ]
 }
