@@ -28,6 +28,10 @@ use tokio::net::TcpStream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The most a backend connection reads at once (hyper's default lets it grow to about 400 KiB
+/// when reads keep filling it): an answer arriving faster than it is sent on then waits in the
+/// kernel's buffers, not in llamactl's memory, and a thousand busy streams stay small.
+const READ_BUFFER: usize = 16 * 1024;
 /// Idle connections kept per backend and HTTP worker; more are closed when they come back.
 const MAX_IDLE_PER_PORT: usize = 256;
 
@@ -256,7 +260,10 @@ impl Pool {
         stream
             .set_nodelay(true)
             .map_err(|e| failed(e.to_string()))?;
-        Ok(http1::handshake(TokioIo::new(stream)).await?)
+        Ok(http1::Builder::new()
+            .max_buf_size(READ_BUFFER)
+            .handshake(TokioIo::new(stream))
+            .await?)
     }
 }
 
@@ -285,8 +292,9 @@ fn drive(conn: &mut Option<Pin<Box<Connection>>>, port: u16, cx: &mut Context<'_
     }
 }
 
-/// The most bytes of events that arrived together sent on as one frame.
-const MOST_JOINED: usize = 64 * 1024;
+/// The most bytes of events that arrived together sent on as one frame (a slow client's answer
+/// is held up to about this plus the connection's write limit).
+const MOST_JOINED: usize = 16 * 1024;
 
 /// The body of an answer whose connection is not reused (a stream), driving that connection
 /// itself. Each poll passes on everything the connection has already read as one frame, so
@@ -346,7 +354,7 @@ impl hyper::body::Body for Driven {
             match next.map(Frame::into_data) {
                 Ok(Ok(more)) => {
                     let joined = joined.get_or_insert_with(|| {
-                        let mut j = bytes::BytesMut::with_capacity(2 * (first.len() + more.len()));
+                        let mut j = bytes::BytesMut::with_capacity(first.len() + more.len());
                         j.extend_from_slice(&first);
                         j
                     });

@@ -40,6 +40,11 @@ use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 
+/// The most of an answer hyper holds for a client that reads slowly (its default is about
+/// 400 KiB): past it, nothing more is taken from the backend until the client reads, so thousands
+/// of slow readers cost little memory. Also the largest request head accepted.
+const MAX_BUFFERED: usize = 64 * 1024;
+
 /// The fewest connections a client address is allowed when the cap is automatic.
 const MIN_PER_CLIENT: usize = 16;
 
@@ -119,6 +124,7 @@ pub(crate) fn spawn<S: HttpService>(
         // hyper's own head timeout also runs while a kept-alive connection idles, which would
         // make it the idle timeout too; `Deadlines` keeps the two apart.
         .header_read_timeout(None)
+        .max_buf_size(MAX_BUFFERED)
         .serve_connection(io, service);
     let served = graceful.watch(conn);
     tokio::spawn(async move {
