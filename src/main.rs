@@ -40,8 +40,11 @@ fn main() -> ExitCode {
                     None => tracing::info!("no configuration file found; using defaults"),
                 }
                 let app = llamactl::Application::build(loaded.config).await?;
+                // Caught from here on: a stop sent right after the address is announced (a
+                // supervisor or a test that is quick) is not lost.
+                let stop = llamactl::app::shutdown_signal()?;
                 tracing::info!("llamactl listening on http://{}", app.local_addr()?);
-                app.run_until(llamactl::app::shutdown_signal()).await
+                app.run_until(stop).await
             }
         }
     });

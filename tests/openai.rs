@@ -374,19 +374,37 @@ async fn a_swap_stops_the_old_backend_before_it_starts_the_new_one() {
         !common::process_alive(old_pid),
         "the evicted backend runs on"
     );
-    // The swap's events, oldest first, from the last eviction on.
-    let (_, page) = server.history("limit=1000").await;
-    let mut swap: Vec<(String, String)> = page["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| {
-            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-            (field("instance"), field("event"))
-        })
-        .take_while(|(instance, event)| (instance.as_str(), event.as_str()) != ("old", "evicted"))
-        .collect();
-    swap.reverse();
+    // The swap's events, oldest first, from the last eviction on. The answer may come before
+    // the history row of the start it waited for is stored: poll until that row is there.
+    let swap_events = || async {
+        let (_, page) = server.history("limit=1000").await;
+        let mut swap: Vec<(String, String)> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (field("instance"), field("event"))
+            })
+            .take_while(|(instance, event)| {
+                (instance.as_str(), event.as_str()) != ("old", "evicted")
+            })
+            .collect();
+        swap.reverse();
+        swap
+    };
+    common::eventually_async(
+        "the new instance's ready event",
+        Duration::from_secs(30),
+        || async {
+            swap_events()
+                .await
+                .iter()
+                .any(|(i, e)| i == "new" && e == "ready")
+        },
+    )
+    .await;
+    let swap = swap_events().await;
     let swap: Vec<(&str, &str)> = swap.iter().map(|(i, e)| (i.as_str(), e.as_str())).collect();
     assert_eq!(
         swap,
