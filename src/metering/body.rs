@@ -6,7 +6,7 @@ use super::{Exchange, Outcome, Tail};
 use crate::activity::Route;
 use crate::supervisor::InFlight;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{header, Response};
+use axum::http::Response;
 use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,11 +29,7 @@ impl Metered {
         exchange: Option<Exchange>,
         in_flight: InFlight,
     ) -> Response<Body> {
-        let streamed = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let streamed = crate::upstream::is_event_stream(resp.headers());
         let outcome = Outcome {
             status: resp.status().as_u16(),
             streamed,

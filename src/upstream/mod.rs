@@ -18,6 +18,14 @@ use std::time::Duration;
 /// runtime. A connection's driver runs on the runtime that opened it, so it is reused there only.
 pub type Lane = usize;
 
+/// True if an answer with `headers` is a server-sent event stream.
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// The `Host` a backend on `port` is addressed as.
 fn host(port: u16) -> HeaderValue {
     HeaderValue::from_str(&format!("127.0.0.1:{port}"))

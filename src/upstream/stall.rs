@@ -12,7 +12,7 @@
 //! insertion and removal for every streamed event.
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{header, Response};
+use axum::http::Response;
 use hyper::body::{Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
@@ -40,11 +40,7 @@ pub(crate) struct StallGuard {
 impl StallGuard {
     /// `resp` with its body ended after `limit` without a frame; `on_stall` is called if it is.
     pub(crate) fn wrap(resp: Response<Body>, limit: Duration, on_stall: OnStall) -> Response<Body> {
-        let sse = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let sse = super::is_event_stream(resp.headers());
         resp.map(|body| {
             Body::new(StallGuard {
                 inner: body,
@@ -148,6 +144,7 @@ impl HttpBody for StallGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
     use futures_util::{stream, StreamExt};
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
