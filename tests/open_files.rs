@@ -5,10 +5,12 @@
 
 mod common;
 
-use common::{eventually_async, raise_own_open_files, Options, TestServer, ADMIN_KEY};
+use common::{
+    eventually_async, raise_own_open_files, version_request, whole_answer_head, Options,
+    TestServer, ADMIN_KEY,
+};
 use prometheus_parse::{Scrape, Value};
 use reqwest::StatusCode;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,20 +19,6 @@ use tokio::net::TcpStream;
 const ANSWER: Duration = Duration::from_secs(30);
 /// The hard limit systemd gives a service by default.
 const SYSTEMD_HARD: u64 = 524_288;
-
-fn server_addr(server: &TestServer) -> SocketAddr {
-    server
-        .base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("server address")
-}
-
-/// A whole `GET /api/v1/version` with the admin key, keeping the connection open.
-fn version_request() -> Vec<u8> {
-    format!("GET /api/v1/version HTTP/1.1\r\nHost: llamactl\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n")
-        .into_bytes()
-}
 
 /// What came back on a connection that asked for one answer.
 #[derive(Debug, PartialEq)]
@@ -64,19 +52,7 @@ async fn ask(conn: &mut TcpStream) -> Outcome {
         };
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got);
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let length = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_string())
-            })
-            .and_then(|v| v.parse::<usize>().ok())
-            .expect("content-length");
-        if body.len() >= length {
+        if let Some(head) = whole_answer_head(&text) {
             let code = head
                 .split(' ')
                 .nth(1)
@@ -131,7 +107,7 @@ async fn started_with_a_soft_limit_of_1024_it_holds_1100_connections_at_once() {
         .with_open_file_limits(1024, hard)
         .with_env("LLAMACTL_KEEP_ALIVE_TIMEOUT", "600");
     let server = TestServer::start(opts).await;
-    let addr = server_addr(&server);
+    let addr = server.addr();
 
     // Every connection is opened and answered while all the earlier ones stay open.
     let mut held = Vec::with_capacity(CONNECTIONS);
@@ -182,7 +158,7 @@ async fn out_of_descriptors_extra_connections_are_refused_and_service_resumes() 
         .with_env("LLAMACTL_MAX_CONNECTIONS_PER_CLIENT", "100000")
         .with_env("LLAMACTL_KEEP_ALIVE_TIMEOUT", "600");
     let server = TestServer::start(opts).await;
-    let addr = server_addr(&server);
+    let addr = server.addr();
     let idle = open_fds(server.pid());
     assert!(
         idle + 16 < LIMIT as usize,

@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{eventually_async, Options, TestServer, ADMIN_KEY, INFERENCE_KEY};
+use common::{
+    eventually_async, version_request, whole_answer_head, Options, TestServer, ADMIN_KEY,
+    INFERENCE_KEY,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,25 +27,11 @@ const SLOW_CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// The first half of a request head: what a slowloris client sends before going quiet.
 const HALF_HEAD: &[u8] = b"GET /api/v1/version HTTP/1.1\r\nHost: llamactl\r\n";
 
-fn server_addr(server: &TestServer) -> SocketAddr {
-    server
-        .base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("server address")
-}
-
 /// A connection to the server from `source`.
 async fn connect_from(source: Ipv4Addr, server: &TestServer) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source.into(), 0))?;
-    socket.connect(server_addr(server)).await
-}
-
-/// A whole `GET /api/v1/version` with the admin key, keeping the connection open.
-fn version_request() -> Vec<u8> {
-    format!("GET /api/v1/version HTTP/1.1\r\nHost: llamactl\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n")
-        .into_bytes()
+    socket.connect(server.addr()).await
 }
 
 /// Reads one answer with a `Content-Length` body off `conn`; its head and body as text.
@@ -61,19 +50,8 @@ async fn read_answer(conn: &mut TcpStream) -> String {
         );
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_string())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .expect("content-length");
-            if body.len() >= length {
-                return text;
-            }
+        if whole_answer_head(&text).is_some() {
+            return text;
         }
     }
 }
@@ -346,7 +324,7 @@ async fn an_answer_nobody_reads_is_cut_and_releases_the_instance() {
     socket
         .bind(SocketAddr::new(SLOW_CLIENT.into(), 0))
         .expect("bind");
-    let mut deaf = socket.connect(server_addr(&server)).await.expect("connect");
+    let mut deaf = socket.connect(server.addr()).await.expect("connect");
     let body = json!({
         "model": "busy", "stream": true, "max_tokens": 100000,
         "fake_chunk_delay": 0, "fake_chunk_bytes": 65536,

@@ -35,6 +35,29 @@ pub fn port_range() -> [u16; 2] {
     [lo, lo + 9]
 }
 
+/// A whole `GET /api/v1/version` with the admin key, keeping the connection open: a request
+/// for tests that speak HTTP on a raw socket.
+pub fn version_request() -> Vec<u8> {
+    format!("GET /api/v1/version HTTP/1.1\r\nHost: llamactl\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n")
+        .into_bytes()
+}
+
+/// The head of the answer in `text` once it is whole (its `Content-Length` body has arrived);
+/// `None` while more is to come. Panics on an answer without `Content-Length`.
+pub fn whole_answer_head(text: &str) -> Option<&str> {
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .expect("content-length");
+    (body.len() >= length).then_some(head)
+}
+
 /// How to start a server.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -125,6 +148,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The address the server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("server address")
+    }
+
     /// Starts a server with a fresh data dir.
     pub async fn start(opts: Options) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
