@@ -119,6 +119,25 @@ pub async fn exchange(conn: &mut Conn, target: &Target) -> Result<Answer, String
     Ok(Answer { status, close })
 }
 
+/// Sends `target`'s request on `conn`; its answer, or its status and body as the error when it
+/// is not a success.
+pub async fn send_ok(
+    conn: &mut Conn,
+    target: &Target,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let resp = conn
+        .send_request(target.request())
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.into_body().collect().await.map(|b| b.to_bytes());
+    let text = text.map_or_else(|e| e.to_string(), |b| String::from_utf8_lossy(&b).into());
+    Err(format!("HTTP {status}: {}", text.trim()))
+}
+
 /// One streamed answer, as the client saw it.
 #[derive(Clone, Debug)]
 pub struct Streamed {
@@ -140,16 +159,8 @@ pub async fn stream(target: &Target, timeout: Duration) -> Result<Streamed, Stri
         let mut conn = connect(target.addr).await?;
         conn.ready().await.map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let resp = conn
-            .send_request(target.request())
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = send_ok(&mut conn, target).await?;
         let status = resp.status();
-        if !status.is_success() {
-            let text = resp.into_body().collect().await.map(|b| b.to_bytes());
-            let text = text.map_or_else(|e| e.to_string(), |b| String::from_utf8_lossy(&b).into());
-            return Err(format!("HTTP {status}: {text}"));
-        }
         let mut body = resp.into_body();
         let mut pending = Vec::new();
         let (mut events, mut reads, mut first_event) = (0, 0, None);

@@ -223,13 +223,19 @@ impl Rig {
             Via::Unmetered => (self.unmetered().addr, proxied()),
             Via::UnmeteredV1 => (self.unmetered().addr, req.path.clone()),
         };
-        Target {
-            addr,
-            path,
-            key: via
-                .is_llamactl()
-                .then(|| llamactl::INFERENCE_KEY.to_string()),
-            req: req.clone(),
-        }
+        side_target(via, addr, path, req.clone())
+    }
+}
+
+/// `req` sent to `path` at `addr` by a side reaching it `via`: llamactl's sides present the
+/// inference key, the others none.
+pub fn side_target(via: Via, addr: SocketAddr, path: String, req: Req) -> Target {
+    Target {
+        addr,
+        path,
+        key: via
+            .is_llamactl()
+            .then(|| llamactl::INFERENCE_KEY.to_string()),
+        req,
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::client::{self, Req, Target};
 use crate::goproxy::GoProxy;
-use crate::llamactl::{self, Llamactl};
+use crate::llamactl::Llamactl;
 use crate::nginx::Nginx;
 use crate::open_files;
 use crate::procs;
@@ -159,14 +159,7 @@ impl Stage {
                 req.path.clone(),
             ),
         };
-        Target {
-            addr,
-            path,
-            key: via
-                .is_llamactl()
-                .then(|| llamactl::INFERENCE_KEY.to_string()),
-            req,
-        }
+        rig::side_target(via, addr, path, req)
     }
 }
 
@@ -227,17 +220,7 @@ async fn one(target: Arc<Target>) -> One {
     let follow = async {
         let mut conn = client::connect(target.addr).await?;
         conn.ready().await.map_err(|e| e.to_string())?;
-        let resp = conn
-            .send_request(target.request())
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.into_body().collect().await.map(|b| b.to_bytes());
-            let text = text.map_or_else(|e| e.to_string(), |b| String::from_utf8_lossy(&b).into());
-            return Err(format!("HTTP {status}: {}", text.trim()));
-        }
-        let mut body = resp.into_body();
+        let mut body = client::send_ok(&mut conn, &target).await?.into_body();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| e.to_string())?;
             if let Some(data) = frame.data_ref() {
