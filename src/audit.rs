@@ -42,6 +42,8 @@ pub enum Event {
     KeyCreated,
     /// An API key was revoked.
     KeyRevoked,
+    /// An API key's policy was changed (the detail holds it before and after).
+    KeyUpdated,
 }
 
 /// Who caused an event: an API key (id and name), a config-file key, the CLI, or the server itself.

@@ -6,7 +6,7 @@
 //! revoked or expired, no boot creates one by itself again; the server warns, and the operator
 //! creates one with `llamactl keys create`.
 
-use super::model::{KeyKind, KeyScope, NewKey};
+use super::model::{Access, KeyKind, NewKey};
 use super::store::KeyStore;
 use crate::audit::Actor;
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ pub async fn first_management_key(
     let new = NewKey {
         name: FIRST_KEY_NAME.into(),
         kind: KeyKind::Management,
-        scope: KeyScope::All,
+        access: (*Access::open()).clone(),
         expires_at: None,
     };
     let created = match store.create(new, &Actor::system()).await {

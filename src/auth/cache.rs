@@ -1,10 +1,11 @@
 //! Verified keys in memory, by the SHA-256 of their token, so a request pays one hash and one map
 //! lookup instead of a database read and an argon2 verify.
 //!
-//! Revocation must beat the cache: `evict` bumps a generation counter, and a verification that
-//! started before a revocation cannot insert its (now stale) result afterwards.
+//! Revocation and policy changes must beat the cache: `evict` bumps a generation counter, and a
+//! verification that started before a revocation or change cannot insert its (now stale) result
+//! afterwards. A key's policy is compiled once, when it is cached.
 
-use super::model::{KeyKind, KeyScope};
+use super::model::{Access, KeyKind};
 use crate::db::keys::KeyRow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,8 +20,10 @@ pub struct CachedKey {
     pub name: String,
     /// What it is for.
     pub kind: KeyKind,
-    /// Which instances it reaches.
-    pub scope: KeyScope,
+    /// Which instances it reaches and what else it may do.
+    pub access: Arc<Access>,
+    /// The stored revision of its policy this copy was made from.
+    pub revision: i64,
     /// Unix seconds; `None` = never.
     pub expires_at: Option<i64>,
     /// Unix seconds of the last request with it.
@@ -33,7 +36,8 @@ impl CachedKey {
     /// A stored key of `kind` whose token was just verified, at `now`.
     pub fn verified(row: KeyRow, kind: KeyKind, now: i64) -> Self {
         CachedKey {
-            scope: KeyScope::from_stored(row.instances.as_deref()),
+            access: Arc::new(Access::of_row(&row)),
+            revision: row.revision,
             id: row.id,
             name: row.name,
             kind,
@@ -95,7 +99,7 @@ impl Cache {
         true
     }
 
-    /// Forgets these keys (revoked); any verification in flight will not cache its result.
+    /// Forgets these keys (revoked or changed); any verification in flight will not cache its result.
     pub fn evict(&self, ids: &[String]) {
         let mut inner = self.write();
         inner.generation += 1;
@@ -107,12 +111,12 @@ impl Cache {
         self.write().by_digest.retain(|_, k| !k.expired(now));
     }
 
-    /// The ids of the cached keys.
-    pub fn ids(&self) -> Vec<String> {
+    /// The ids of the cached keys, with the revision each was cached at.
+    pub fn ids(&self) -> Vec<(String, i64)> {
         self.read()
             .by_digest
             .values()
-            .map(|k| k.id.clone())
+            .map(|k| (k.id.clone(), k.revision))
             .collect()
     }
 
@@ -155,6 +159,14 @@ mod tests {
             expires_at,
             last_used_at: None,
             revoked_at: None,
+            can_start: true,
+            can_evict: true,
+            routes: None,
+            priority: "normal".into(),
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            tokens_per_day: None,
+            revision: 0,
         };
         Arc::new(CachedKey::verified(row, KeyKind::Inference, 100))
     }
@@ -182,7 +194,7 @@ mod tests {
         assert_eq!(cache.last_used("a"), Some(120));
         assert_eq!(cache.take_unflushed(), vec![("a".to_string(), 120)]);
         cache.evict_expired(149);
-        assert_eq!(cache.ids(), vec!["a".to_string()]);
+        assert_eq!(cache.ids(), vec![("a".to_string(), 0)]);
         cache.evict_expired(150);
         assert!(cache.ids().is_empty());
     }

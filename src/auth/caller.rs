@@ -1,16 +1,22 @@
-//! Who made a request (for the history) and which instances they may reach (for routing).
+//! Who made a request (for the history) and what their key allows (for routing): its instances,
+//! route classes, and whether it may start or evict instances on demand.
 
-use super::model::{KeyKind, KeyScope};
+use super::model::{Access, KeyKind};
+use super::policy::{Policy, RouteClass};
+use crate::activity::Route;
 use crate::audit::Actor;
 use crate::error::{Error, Result};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// An authenticated request's caller; handlers get it as `Extension<Caller>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// Who it is, for the history.
     pub actor: Actor,
-    scope: KeyScope,
+    /// The kind of key presented; `None` when no key was needed.
+    kind: Option<KeyKind>,
+    access: Arc<Access>,
     /// May see why things failed inside the server (a management key, or anyone while the
     /// management API is open).
     operator: bool,
@@ -22,11 +28,12 @@ impl Caller {
         self.actor
     }
 
-    /// A caller holding a key of `kind`, limited to `scope`.
-    pub fn with_key(actor: Actor, kind: KeyKind, scope: KeyScope) -> Self {
+    /// A caller holding a key of `kind` that allows `access`.
+    pub fn with_key(actor: Actor, kind: KeyKind, access: Arc<Access>) -> Self {
         Caller {
             actor,
-            scope,
+            kind: Some(kind),
+            access,
             operator: kind == KeyKind::Management,
         }
     }
@@ -38,7 +45,8 @@ impl Caller {
                 addr,
                 ..Actor::named("anonymous")
             },
-            scope: KeyScope::All,
+            kind: None,
+            access: Access::open(),
             operator,
         }
     }
@@ -48,9 +56,45 @@ impl Caller {
         self.operator
     }
 
+    /// The kind of key presented; `None` when no key was needed.
+    pub fn kind(&self) -> Option<KeyKind> {
+        self.kind
+    }
+
+    /// What this caller's key allows.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// This caller's policy.
+    pub fn policy(&self) -> &Policy {
+        &self.access.policy
+    }
+
     /// True if this caller may use the instance.
     pub fn may_use(&self, instance: &str) -> bool {
-        self.scope.allows(instance)
+        self.access.scope.allows(instance)
+    }
+
+    /// 403 unless this caller's key may send requests of this kind.
+    pub fn ensure_route(&self, route: Route) -> Result<()> {
+        let class = RouteClass::of(route);
+        if self.access.policy.routes.allows(class) {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "this API key may not send {} requests (its routes: {})",
+            crate::names::name_of(&class),
+            self.access
+                .policy
+                .routes
+                .list()
+                .unwrap_or_default()
+                .iter()
+                .map(crate::names::name_of)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     /// 403 unless this caller may use the instance. Call it before looking the instance up, so a
@@ -94,18 +138,42 @@ impl Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::auth::model::KeyScope;
+    use crate::auth::policy::Routes;
+
+    fn access(scope: KeyScope, routes: Routes) -> Arc<Access> {
+        Arc::new(Access {
+            scope,
+            policy: Policy {
+                routes,
+                ..Policy::OPEN
+            },
+        })
+    }
 
     #[test]
-    fn a_scoped_caller_reaches_only_its_instances() {
-        let only = KeyScope::Only(Arc::new(["a".to_string()].into_iter().collect()));
-        let caller = Caller::with_key(Actor::named("k"), KeyKind::Inference, only);
+    fn a_scoped_caller_reaches_only_its_instances_and_routes() {
+        let only = KeyScope::of(&["a".to_string(), "g-*".to_string()]).unwrap();
+        let caller = Caller::with_key(
+            Actor::named("k"),
+            KeyKind::Inference,
+            access(only, Routes::of(&[RouteClass::Chat])),
+        );
+        assert!(caller.ensure_instance("g-1").is_ok());
+        assert!(caller.ensure_route(Route::ChatCompletions).is_ok());
+        let err = caller.ensure_route(Route::Embeddings).unwrap_err();
+        assert_eq!(err.status().as_u16(), 403);
+        assert!(
+            err.to_string()
+                .contains("embeddings requests (its routes: chat)"),
+            "{err}"
+        );
         assert!(caller.ensure_instance("a").is_ok());
         let err = caller.ensure_instance("b").unwrap_err();
         assert_eq!(err.status().as_u16(), 403);
-        let mut names = vec!["a", "b", "c"];
+        let mut names = vec!["a", "b", "c", "g-2"];
         caller.retain_allowed(&mut names, |n| n);
-        assert_eq!(names, vec!["a"]);
+        assert_eq!(names, vec!["a", "g-2"]);
 
         let open = Caller::anonymous(None, false);
         assert!(open.ensure_instance("b").is_ok());
@@ -117,7 +185,7 @@ mod tests {
             instance: "m".into(),
             reason: "exited; last log lines: --hf-token hf_secret".into(),
         };
-        let user = Caller::with_key(Actor::named("k"), KeyKind::Inference, KeyScope::All);
+        let user = Caller::with_key(Actor::named("k"), KeyKind::Inference, Access::open());
         let shown = user.shield(failed());
         assert_eq!(shown.status().as_u16(), 500);
         let text = shown.to_string();
@@ -125,7 +193,7 @@ mod tests {
             !text.contains("hf_secret") && text.contains("reference "),
             "{text}"
         );
-        let admin = Caller::with_key(Actor::named("k"), KeyKind::Management, KeyScope::All);
+        let admin = Caller::with_key(Actor::named("k"), KeyKind::Management, Access::open());
         assert!(admin.shield(failed()).to_string().contains("hf_secret"));
         assert!(Caller::anonymous(None, true)
             .shield(failed())

@@ -17,11 +17,13 @@ pub mod hash;
 pub mod known_clients;
 pub mod limit;
 pub mod model;
+pub mod policy;
 pub mod store;
 pub mod token;
 
 pub use caller::Caller;
-pub use model::{KeyKind, KeyScope};
+pub use model::{Access, KeyKind};
+
 pub use store::KeyStore;
 
 use crate::audit::Actor;
@@ -172,7 +174,8 @@ impl Auth {
                     KeyKind::Inference => "config-inference-key",
                 })
             };
-            return Ok((kind, Caller::with_key(actor, kind, KeyScope::All)));
+            // Configuration keys carry no policy: everything allowed, no limits.
+            return Ok((kind, Caller::with_key(actor, kind, Access::open())));
         }
         let store = &self.inner.store;
         let key = match store.cached(&digest)? {
@@ -194,7 +197,7 @@ impl Auth {
         };
         Ok((
             key.kind,
-            Caller::with_key(actor, key.kind, key.scope.clone()),
+            Caller::with_key(actor, key.kind, key.access.clone()),
         ))
     }
 
@@ -263,6 +266,20 @@ mod tests {
         (Auth::new(&cfg, db).unwrap(), dir)
     }
 
+    fn empty_request() -> model::CreateKey {
+        model::CreateKey {
+            name: String::new(),
+            kind: KeyKind::Inference,
+            instances: None,
+            expires_at: None,
+            can_start: None,
+            can_evict: None,
+            routes: None,
+            priority: None,
+            limits: None,
+        }
+    }
+
     fn bearer(key: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
@@ -326,6 +343,7 @@ mod tests {
             kind: KeyKind::Inference,
             instances: Some(vec!["m".into()]),
             expires_at: None,
+            ..empty_request()
         };
         let created = a
             .keys()
@@ -384,6 +402,7 @@ mod tests {
             kind: KeyKind::Management,
             instances: None,
             expires_at: None,
+            ..empty_request()
         };
         let created = a
             .keys()

@@ -1,12 +1,11 @@
 //! What a key is: its kind, the instances it may reach, the validated request to create one, and
 //! how the API shows one (never with its secret, except once at creation).
 
+use super::policy::{InstanceList, Limits, Policy, Priority, RouteClass, Routes};
 use crate::db::keys::KeyRow;
-use crate::definitions::name;
 use crate::error::{Error, Result};
 use crate::timestamp::When;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
 
 /// Longest key name.
@@ -27,16 +26,21 @@ pub enum KeyKind {
 pub enum KeyScope {
     /// Every instance.
     All,
-    /// Only these (shared, so handing it to each request is cheap).
-    Only(Arc<BTreeSet<String>>),
+    /// Only these names and patterns (compiled once, shared by every request with the key).
+    Only(Arc<InstanceList>),
 }
 
 impl KeyScope {
+    /// The scope of these entries (names or `*` patterns); 400 if one is invalid.
+    pub fn of(entries: &[String]) -> Result<KeyScope> {
+        Ok(KeyScope::Only(Arc::new(InstanceList::parse(entries)?)))
+    }
+
     /// True if an instance of this name is within the scope.
     pub fn allows(&self, instance: &str) -> bool {
         match self {
             KeyScope::All => true,
-            KeyScope::Only(names) => names.contains(instance),
+            KeyScope::Only(list) => list.allows(instance),
         }
     }
 
@@ -44,30 +48,110 @@ impl KeyScope {
     pub fn to_stored(&self) -> Option<String> {
         match self {
             KeyScope::All => None,
-            KeyScope::Only(names) => serde_json::to_string(&**names).ok(),
+            KeyScope::Only(list) => serde_json::to_string(list.entries()).ok(),
         }
     }
 
     /// The scope of a stored key; an unreadable list allows nothing, so a damaged row fails closed.
     pub fn from_stored(stored: Option<&str>) -> KeyScope {
-        match stored {
-            None => KeyScope::All,
-            Some(json) => {
-                let names: BTreeSet<String> = serde_json::from_str(json).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "stored key scope unreadable; key allows no instance");
-                    BTreeSet::new()
-                });
-                KeyScope::Only(Arc::new(names))
-            }
-        }
+        let Some(json) = stored else {
+            return KeyScope::All;
+        };
+        let parsed = serde_json::from_str::<Vec<String>>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|entries| InstanceList::parse(&entries).map_err(|e| e.to_string()));
+        let list = parsed.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "stored key scope unreadable; key allows no instance");
+            InstanceList::parse(&[]).unwrap_or_else(|_| unreachable!("an empty list is valid"))
+        });
+        KeyScope::Only(Arc::new(list))
     }
 
-    /// The names, or `None` for all.
+    /// The names and patterns, or `None` for all.
     pub fn names(&self) -> Option<Vec<String>> {
         match self {
             KeyScope::All => None,
-            KeyScope::Only(names) => Some(names.iter().cloned().collect()),
+            KeyScope::Only(list) => Some(list.entries().to_vec()),
         }
+    }
+}
+
+/// Everything a key may do: its instances and its policy. One per verified key, shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Which instances.
+    pub scope: KeyScope,
+    /// What else.
+    pub policy: Policy,
+}
+
+impl Access {
+    /// Everything, no limits (configuration keys, and everyone when auth is off).
+    pub fn open() -> Arc<Access> {
+        static OPEN: std::sync::LazyLock<Arc<Access>> = std::sync::LazyLock::new(|| {
+            Arc::new(Access {
+                scope: KeyScope::All,
+                policy: Policy::OPEN,
+            })
+        });
+        OPEN.clone()
+    }
+
+    /// The access of a stored key.
+    pub fn of_row(row: &KeyRow) -> Access {
+        Access {
+            scope: KeyScope::from_stored(row.instances.as_deref()),
+            policy: Policy {
+                can_start: row.can_start,
+                can_evict: row.can_evict,
+                routes: Routes::from_stored(row.routes.as_deref()),
+                priority: crate::names::parse(&row.priority).unwrap_or_else(|e| {
+                    tracing::error!(key = %row.id, error = %e, "stored key priority unreadable");
+                    Priority::Low
+                }),
+                limits: Limits::from_stored(
+                    row.requests_per_minute,
+                    row.tokens_per_minute,
+                    row.tokens_per_day,
+                ),
+            },
+        }
+    }
+}
+
+/// Reads a field that is present (even as `null`) as `Some`, so that PATCH tells "set to null"
+/// from "leave as is" (absent, via `#[serde(default)]`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// The instance list of a request: `None` = all; 400 if empty or given for a management key.
+fn scope_of(kind: KeyKind, instances: Option<Vec<String>>) -> Result<KeyScope> {
+    match instances {
+        None => Ok(KeyScope::All),
+        Some(_) if kind == KeyKind::Management => Err(Error::BadRequest(
+            "only inference keys can be limited to instances".into(),
+        )),
+        Some(list) if list.is_empty() => Err(Error::BadRequest(
+            "instances must name at least one instance (leave it out for all)".into(),
+        )),
+        Some(list) => KeyScope::of(&list),
+    }
+}
+
+/// The route classes of a request: `None` = all; 400 if empty or given for a management key.
+fn routes_of(kind: KeyKind, routes: Option<Vec<RouteClass>>) -> Result<Routes> {
+    match routes {
+        None => Ok(Routes::ALL),
+        Some(_) if kind == KeyKind::Management => Err(Error::BadRequest(
+            "only inference keys can be limited to route classes".into(),
+        )),
+        Some(list) if list.is_empty() => Err(Error::BadRequest(
+            "routes must name at least one route class (leave it out for all)".into(),
+        )),
+        Some(list) => Ok(Routes::of(&list)),
     }
 }
 
@@ -92,6 +176,91 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<When>,
+    /// May its requests start a stopped instance on demand (default true).
+    #[serde(default)]
+    pub can_start: Option<bool>,
+    /// May such a start stop another instance at the running limit (default true).
+    #[serde(default)]
+    pub can_evict: Option<bool>,
+    /// Route classes an inference key is limited to (at least one); absent = all.
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    pub routes: Option<Vec<RouteClass>>,
+    /// Queue priority (default `normal`).
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Limits; absent or `null` fields = unlimited (stored and shown, not enforced yet).
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// The body of `PATCH /api/v1/auth/keys/{id}` (and the CLI's `keys update`): each field present
+/// replaces the key's; absent ones stay. `instances` and `routes` may be `null` (= all);
+/// `limits`, when present, replaces all three limits (a field left out = unlimited).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    /// May its requests start a stopped instance on demand.
+    #[serde(default)]
+    pub can_start: Option<bool>,
+    /// May such a start stop another instance at the running limit.
+    #[serde(default)]
+    pub can_evict: Option<bool>,
+    /// Instance names or `*` patterns (inference keys); `null` = all.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1)]
+    pub instances: Option<Option<Vec<String>>>,
+    /// Route classes (inference keys); `null` = all.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<RouteClass>>, min_items = 1)]
+    pub routes: Option<Option<Vec<RouteClass>>>,
+    /// Queue priority.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// All three limits; `null` = none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Limits>)]
+    pub limits: Option<Option<Limits>>,
+}
+
+impl UpdateKey {
+    /// The access of a key of `kind` that had `before`, with this change applied; 400 if it
+    /// breaks a rule or changes nothing at all.
+    pub fn apply(self, kind: KeyKind, before: &Access) -> Result<Access> {
+        let mut after = before.clone();
+        let mut given = false;
+        if let Some(v) = self.can_start {
+            after.policy.can_start = v;
+            given = true;
+        }
+        if let Some(v) = self.can_evict {
+            after.policy.can_evict = v;
+            given = true;
+        }
+        if let Some(v) = self.instances {
+            after.scope = scope_of(kind, v)?;
+            given = true;
+        }
+        if let Some(v) = self.routes {
+            after.policy.routes = routes_of(kind, v)?;
+            given = true;
+        }
+        if let Some(v) = self.priority {
+            after.policy.priority = v;
+            given = true;
+        }
+        if let Some(v) = self.limits {
+            after.policy.limits = v.unwrap_or_default().validate()?;
+            given = true;
+        }
+        if !given {
+            return Err(Error::BadRequest(
+                "nothing to change: give at least one of can_start, can_evict, instances,                  routes, priority, limits"
+                    .into(),
+            ));
+        }
+        Ok(after)
+    }
 }
 
 /// A key request that passed validation.
@@ -101,8 +270,8 @@ pub struct NewKey {
     pub name: String,
     /// What it is for.
     pub kind: KeyKind,
-    /// Which instances it reaches.
-    pub scope: KeyScope,
+    /// Which instances it reaches, and what else it may do.
+    pub access: Access,
     /// Unix seconds; `None` = never.
     pub expires_at: Option<i64>,
 }
@@ -121,24 +290,13 @@ impl CreateKey {
                 "key name must not contain control characters".into(),
             ));
         }
-        let scope = match self.instances {
-            None => KeyScope::All,
-            Some(_) if self.kind == KeyKind::Management => {
-                return Err(Error::BadRequest(
-                    "only inference keys can be limited to instances".into(),
-                ))
-            }
-            Some(list) if list.is_empty() => {
-                return Err(Error::BadRequest(
-                    "instances must name at least one instance (leave it out for all)".into(),
-                ))
-            }
-            Some(list) => {
-                for instance in &list {
-                    name::validate(instance)?;
-                }
-                KeyScope::Only(Arc::new(list.into_iter().collect()))
-            }
+        let scope = scope_of(self.kind, self.instances)?;
+        let policy = Policy {
+            can_start: self.can_start.unwrap_or(true),
+            can_evict: self.can_evict.unwrap_or(true),
+            routes: routes_of(self.kind, self.routes)?,
+            priority: self.priority.unwrap_or_default(),
+            limits: self.limits.unwrap_or_default().validate()?,
         };
         let expires_at = match self.expires_at {
             Some(When(at)) if at.timestamp() <= now => {
@@ -150,7 +308,7 @@ impl CreateKey {
         Ok(NewKey {
             name,
             kind: self.kind,
-            scope,
+            access: Access { scope, policy },
             expires_at,
         })
     }
@@ -177,8 +335,18 @@ pub struct KeyInfo {
     pub name: String,
     /// What it is for.
     pub kind: KeyKind,
-    /// Instances it is limited to; `null` = all.
+    /// Instance names and `*` patterns it is limited to; `null` = all.
     pub instances: Option<Vec<String>>,
+    /// May its requests start a stopped instance on demand.
+    pub can_start: bool,
+    /// May such a start stop another instance at the running limit.
+    pub can_evict: bool,
+    /// Route classes it is limited to; `null` = all.
+    pub routes: Option<Vec<RouteClass>>,
+    /// Queue priority.
+    pub priority: Priority,
+    /// Limits; `null` = unlimited (not enforced yet).
+    pub limits: Limits,
     /// Whether it works now.
     pub status: KeyStatus,
     /// Unix seconds.
@@ -205,8 +373,14 @@ impl KeyInfo {
         } else {
             KeyStatus::Active
         };
+        let access = Access::of_row(&row);
         Ok(KeyInfo {
-            instances: KeyScope::from_stored(row.instances.as_deref()).names(),
+            instances: access.scope.names(),
+            can_start: access.policy.can_start,
+            can_evict: access.policy.can_evict,
+            routes: access.policy.routes.list(),
+            priority: access.policy.priority,
+            limits: access.policy.limits,
             id: row.id,
             name: row.name,
             kind,
@@ -237,13 +411,28 @@ mod tests {
     fn valid_requests() {
         let key = request(json!({"name": " ci ", "kind": "management"})).unwrap();
         assert_eq!(key.name, "ci");
-        assert_eq!(key.scope, KeyScope::All);
+        assert_eq!(key.access, *Access::open());
         let key = request(json!({
             "name": "app", "kind": "inference", "instances": ["a", "b", "a"],
             "expires_at": NOW + 60
         }))
         .unwrap();
-        assert_eq!(key.scope.names(), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(key.access.scope.names(), Some(vec!["a".into(), "b".into()]));
+        let key = request(json!({
+            "name": "app", "kind": "inference", "instances": ["gemma-*"], "can_start": false,
+            "can_evict": false, "routes": ["chat", "embeddings"], "priority": "low",
+            "limits": {"requests_per_minute": 60, "tokens_per_day": 100000}
+        }))
+        .unwrap();
+        let p = key.access.policy;
+        assert!(!p.can_start && !p.can_evict && p.priority == Priority::Low);
+        assert!(key.access.scope.allows("gemma-3") && !key.access.scope.allows("qwen"));
+        assert_eq!(
+            p.routes.list(),
+            Some(vec![RouteClass::Chat, RouteClass::Embeddings])
+        );
+        assert_eq!(p.limits.requests_per_minute, Some(60));
+        assert_eq!(p.limits.tokens_per_minute, None);
         assert_eq!(key.expires_at, Some(NOW + 60));
     }
 
@@ -283,6 +472,34 @@ mod tests {
                 json!({"name": "n", "kind": "inference", "rate": 1}),
                 "unknown field",
             ),
+            (
+                json!({"name": "n", "kind": "management", "routes": ["chat"]}),
+                "only inference",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "routes": []}),
+                "at least one route",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "routes": ["chats"]}),
+                "unknown variant",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "priority": "urgent"}),
+                "unknown variant",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "limits": {"tokens_per_minute": 0}}),
+                "at least 1",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "limits": {"rpm": 1}}),
+                "unknown field",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "instances": ["a/*"]}),
+                "invalid instance pattern",
+            ),
         ];
         for (body, want) in cases {
             let err = request(body.clone()).unwrap_err();
@@ -293,12 +510,53 @@ mod tests {
 
     #[test]
     fn scope_round_trips_and_damaged_scope_allows_nothing() {
-        let only = KeyScope::Only(Arc::new(["m".to_string()].into_iter().collect()));
+        let only = KeyScope::of(&["m".to_string(), "g-*".to_string()]).unwrap();
         let stored = only.to_stored();
-        assert_eq!(stored.as_deref(), Some(r#"["m"]"#));
+        assert_eq!(stored.as_deref(), Some(r#"["g-*","m"]"#));
         assert_eq!(KeyScope::from_stored(stored.as_deref()), only);
         assert!(only.allows("m") && !only.allows("n"));
         assert!(KeyScope::from_stored(None).allows("anything"));
         assert!(!KeyScope::from_stored(Some("not json")).allows("m"));
+        assert!(!KeyScope::from_stored(Some(r#"["../x"]"#)).allows("m"));
+    }
+
+    #[test]
+    fn updates_change_only_what_they_name() {
+        let update = |body: serde_json::Value, kind| {
+            let change: UpdateKey =
+                serde_json::from_value(body).map_err(|e| Error::BadRequest(e.to_string()))?;
+            change.apply(kind, &Access::open())
+        };
+        let after = update(json!({"can_start": false}), KeyKind::Inference).unwrap();
+        assert!(!after.policy.can_start && after.policy.can_evict);
+        assert_eq!(after.scope, KeyScope::All);
+        let after = update(
+            json!({"instances": ["a"], "limits": {"tokens_per_day": 5}}),
+            KeyKind::Inference,
+        )
+        .unwrap();
+        assert!(after.scope.allows("a") && !after.scope.allows("b"));
+        assert_eq!(after.policy.limits.tokens_per_day, Some(5));
+        let reset = UpdateKey {
+            instances: Some(None),
+            limits: Some(None),
+            ..UpdateKey::default()
+        };
+        let back = reset.apply(KeyKind::Inference, &after).unwrap();
+        assert_eq!(back, *Access::open());
+        for (body, kind, want) in [
+            (json!({}), KeyKind::Inference, "nothing to change"),
+            (
+                json!({"routes": ["chat"]}),
+                KeyKind::Management,
+                "only inference",
+            ),
+            (json!({"instances": []}), KeyKind::Inference, "at least one"),
+            (json!({"name": "x"}), KeyKind::Inference, "unknown field"),
+        ] {
+            let err = update(body.clone(), kind).unwrap_err();
+            assert_eq!(err.status().as_u16(), 400, "{body}");
+            assert!(err.to_string().contains(want), "{body}: {err}");
+        }
     }
 }

@@ -1,17 +1,19 @@
 //! Stored API keys: create, list, revoke, and authenticate a token (cache first, then one row read
 //! by public id and one argon2 verify, also when no row is found).
 //!
-//! Revocation through the API evicts the key from the cache at once. Another process (the CLI) can
-//! revoke too; [`KeyStore::sync_revocations`], run every couple of seconds, asks the database which
-//! cached keys are revoked, in one query. Last-use times are kept in memory and written in batches.
+//! Revocation or a policy change through the API evicts the key from the cache at once. Another
+//! process (the CLI) can revoke or change a key too; [`KeyStore::sync_revocations`], run every
+//! couple of seconds, asks the database which cached keys are revoked or changed (their revision
+//! moved), in one query. Last-use times are kept in memory and written in batches.
 
 use super::cache::{Cache, CachedKey};
 use super::hash::{Hasher, Lane};
-use super::model::{KeyInfo, NewKey};
+use super::model::{Access, KeyInfo, KeyKind, NewKey, UpdateKey};
+use super::policy::Limits;
 use super::token::{Token, PREFIX};
 use crate::audit::{Actor, Event};
 use crate::db::history::Subject;
-use crate::db::keys::{KeyRow, Revoked};
+use crate::db::keys::{KeyRow, PolicyRow, Revoked};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -124,30 +126,37 @@ impl KeyStore {
         let now = now();
         for _ in 0..ID_ATTEMPTS {
             let token = Token::generate(new.kind);
+            let policy = policy_row(&new.access);
             let row = KeyRow {
                 id: token.id.clone(),
                 name: new.name.clone(),
                 kind: crate::names::name_of(&new.kind),
                 secret_hash: self.hasher.hash(token.secret()).await?,
-                instances: new.scope.to_stored(),
+                instances: policy.instances,
                 created_at: now,
                 created_by: actor.to_string(),
                 expires_at: new.expires_at,
                 last_used_at: None,
                 revoked_at: None,
+                can_start: policy.can_start,
+                can_evict: policy.can_evict,
+                routes: policy.routes,
+                priority: policy.priority,
+                requests_per_minute: policy.requests_per_minute,
+                tokens_per_minute: policy.tokens_per_minute,
+                tokens_per_day: policy.tokens_per_day,
+                revision: 0,
             };
             match self.db.insert_key(&row).await {
                 Ok(()) => {}
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
-            let detail = serde_json::json!({
-                "name": new.name,
-                "kind": new.kind,
-                "instances": new.scope.names(),
-                "expires_at": new.expires_at,
-            })
-            .to_string();
+            let mut detail = policy_json(&new.access);
+            detail["name"] = serde_json::json!(new.name);
+            detail["kind"] = serde_json::json!(new.kind);
+            detail["expires_at"] = serde_json::json!(new.expires_at);
+            let detail = detail.to_string();
             self.record(&token.id, Event::KeyCreated, actor, &detail)
                 .await;
             let info = KeyInfo::of(row, now)?;
@@ -187,6 +196,31 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Changes a key's policy: in force from the next request on (the cached copy is dropped), and
+    /// recorded in the history with the actor and the policy before and after. 404 for no such
+    /// key, 409 for a revoked one, 400 for a change that breaks a rule.
+    pub async fn update(&self, id: &str, change: UpdateKey, actor: &Actor) -> Result<KeyInfo> {
+        let row = self.db.key(id).await?.ok_or_else(|| not_found(id))?;
+        if row.revoked_at.is_some() {
+            return Err(Error::Conflict(format!("API key '{id}' is revoked")));
+        }
+        let kind: KeyKind = crate::names::parse(&row.kind)
+            .map_err(|e| Error::Internal(format!("key {id} has kind '{}': {e}", row.kind)))?;
+        let before = Access::of_row(&row);
+        let after = change.apply(kind, &before)?;
+        if !self.db.update_key_policy(id, &policy_row(&after)).await? {
+            return Err(not_found(id));
+        }
+        self.cache.evict(&[id.to_string()]);
+        let detail = serde_json::json!({
+            "before": policy_json(&before),
+            "after": policy_json(&after),
+        })
+        .to_string();
+        self.record(id, Event::KeyUpdated, actor, &detail).await;
+        self.get(id).await
+    }
+
     /// True if a management key is in force.
     pub async fn has_management_key(&self) -> Result<bool> {
         Ok(self.db.count_active_management_keys(now()).await? > 0)
@@ -203,14 +237,12 @@ impl KeyStore {
         &self.hasher
     }
 
-    /// Evicts cached keys that were revoked elsewhere (the CLI) or have expired.
+    /// Evicts cached keys that were revoked or changed elsewhere (the CLI) or have expired.
     pub async fn sync_revocations(&self) -> Result<()> {
         self.cache.evict_expired(now());
-        let cached = self.cache.ids();
-        let ids: Vec<&str> = cached.iter().map(String::as_str).collect();
-        let revoked = self.db.revoked_among(&ids).await?;
-        if !revoked.is_empty() {
-            self.cache.evict(&revoked);
+        let stale = self.db.stale_among(&self.cache.ids()).await?;
+        if !stale.is_empty() {
+            self.cache.evict(&stale);
         }
         Ok(())
     }
@@ -236,6 +268,34 @@ impl KeyStore {
             tracing::error!(key = id, error = %e, "could not record history");
         }
     }
+}
+
+/// The stored columns of a key's access.
+fn policy_row(access: &Access) -> PolicyRow {
+    let p = &access.policy;
+    PolicyRow {
+        instances: access.scope.to_stored(),
+        can_start: p.can_start,
+        can_evict: p.can_evict,
+        routes: p.routes.to_stored(),
+        priority: crate::names::name_of(&p.priority),
+        requests_per_minute: Limits::stored(p.limits.requests_per_minute),
+        tokens_per_minute: Limits::stored(p.limits.tokens_per_minute),
+        tokens_per_day: Limits::stored(p.limits.tokens_per_day),
+    }
+}
+
+/// A key's access as the history records it (the key resource's field names; never a secret).
+fn policy_json(access: &Access) -> serde_json::Value {
+    let p = &access.policy;
+    serde_json::json!({
+        "instances": access.scope.names(),
+        "can_start": p.can_start,
+        "can_evict": p.can_evict,
+        "routes": p.routes.list(),
+        "priority": p.priority,
+        "limits": p.limits,
+    })
 }
 
 fn not_found(id: &str) -> Error {

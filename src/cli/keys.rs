@@ -1,8 +1,8 @@
-//! `llamactl keys create|list|revoke`, on the database the configuration points at.
+//! `llamactl keys create|list|update|revoke`, on the database the configuration points at.
 
 use super::KeysCommand;
 use crate::audit::Actor;
-use crate::auth::model::{CreateKey, KeyInfo};
+use crate::auth::model::{CreateKey, KeyInfo, UpdateKey};
 use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::db::Db;
@@ -23,7 +23,18 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, out: &mut impl Write) -> Result
             kind,
             instances,
             expires_at,
+            policy,
         } => {
+            let policy: UpdateKey = match policy {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| Error::BadRequest(format!("--policy: {e}")))?,
+                None => UpdateKey::default(),
+            };
+            if policy.instances.is_some() {
+                return Err(Error::BadRequest(
+                    "--policy: give instances with --instance".into(),
+                ));
+            }
             let request = CreateKey {
                 name,
                 kind,
@@ -31,6 +42,11 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, out: &mut impl Write) -> Result
                 expires_at: expires_at
                     .map(|t| timestamp::parse(&t).map(When))
                     .transpose()?,
+                can_start: policy.can_start,
+                can_evict: policy.can_evict,
+                routes: policy.routes.flatten(),
+                priority: policy.priority,
+                limits: policy.limits.flatten(),
             };
             let new = request.validate(chrono::Utc::now().timestamp())?;
             let created = store.create(new, &operator()).await?;
@@ -51,6 +67,14 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, out: &mut impl Write) -> Result
             } else {
                 write_table(&keys, out)?;
             }
+        }
+        KeysCommand::Update { id, change } => {
+            let change: UpdateKey = serde_json::from_str(&change)
+                .map_err(|e| Error::BadRequest(format!("invalid change: {e}")))?;
+            let key = store.update(&id, change, &operator()).await?;
+            let text =
+                serde_json::to_string_pretty(&key).map_err(|e| Error::Internal(e.to_string()))?;
+            writeln!(out, "{text}")?;
         }
         KeysCommand::Revoke { id } => {
             store.revoke(&id, &operator()).await?;

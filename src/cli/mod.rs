@@ -56,6 +56,19 @@ pub enum KeysCommand {
         /// When the key stops working: Unix seconds or RFC 3339; never when absent.
         #[arg(long, value_name = "WHEN")]
         expires_at: Option<String>,
+        /// Policy fields as the API takes them, e.g.
+        /// '{"can_start": false, "routes": ["chat"], "limits": {"requests_per_minute": 60}}'.
+        #[arg(long, value_name = "JSON")]
+        policy: Option<String>,
+    },
+    /// Change a key's policy; a running server applies it within a few seconds.
+    Update {
+        /// The key's id.
+        id: String,
+        /// The fields to change, as `PATCH /api/v1/auth/keys/{id}` takes them, e.g.
+        /// '{"can_evict": false, "instances": ["gemma-*"]}'.
+        #[arg(value_name = "JSON")]
+        change: String,
     },
     /// List keys (never their secrets).
     List {

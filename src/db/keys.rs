@@ -26,6 +26,43 @@ pub struct KeyRow {
     pub last_used_at: Option<i64>,
     /// Unix seconds; `None` = in force.
     pub revoked_at: Option<i64>,
+    /// May its requests start instances on demand.
+    pub can_start: bool,
+    /// May such a start evict another instance.
+    pub can_evict: bool,
+    /// JSON array of route classes, or `None` for all.
+    pub routes: Option<String>,
+    /// `high`, `normal` or `low`.
+    pub priority: String,
+    /// `None` = unlimited.
+    pub requests_per_minute: Option<i64>,
+    /// `None` = unlimited.
+    pub tokens_per_minute: Option<i64>,
+    /// `None` = unlimited.
+    pub tokens_per_day: Option<i64>,
+    /// Grows with each change of the policy.
+    pub revision: i64,
+}
+
+/// The policy columns of a key, as [`Db::update_key_policy`] writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    /// JSON array of instance names and patterns, or `None` for all.
+    pub instances: Option<String>,
+    /// See [`KeyRow::can_start`].
+    pub can_start: bool,
+    /// See [`KeyRow::can_evict`].
+    pub can_evict: bool,
+    /// See [`KeyRow::routes`].
+    pub routes: Option<String>,
+    /// See [`KeyRow::priority`].
+    pub priority: String,
+    /// See [`KeyRow::requests_per_minute`].
+    pub requests_per_minute: Option<i64>,
+    /// See [`KeyRow::tokens_per_minute`].
+    pub tokens_per_minute: Option<i64>,
+    /// See [`KeyRow::tokens_per_day`].
+    pub tokens_per_day: Option<i64>,
 }
 
 /// What a revocation did.
@@ -41,8 +78,10 @@ impl Db {
     /// Stores a new key; an id that is taken is a conflict (the caller draws a new one).
     pub async fn insert_key(&self, row: &KeyRow) -> Result<()> {
         sqlx::query!(
-            "INSERT INTO api_keys (id, name, kind, secret_hash, instances, created_at, created_by, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, name, kind, secret_hash, instances, created_at, created_by,
+                                   expires_at, can_start, can_evict, routes, priority,
+                                   requests_per_minute, tokens_per_minute, tokens_per_day)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row.id,
             row.name,
             row.kind,
@@ -50,7 +89,14 @@ impl Db {
             row.instances,
             row.created_at,
             row.created_by,
-            row.expires_at
+            row.expires_at,
+            row.can_start,
+            row.can_evict,
+            row.routes,
+            row.priority,
+            row.requests_per_minute,
+            row.tokens_per_minute,
+            row.tokens_per_day
         )
         .execute(self.pool())
         .await
@@ -69,7 +115,9 @@ impl Db {
         let row = sqlx::query_as!(
             KeyRow,
             r#"SELECT id as "id!", name, kind, secret_hash, instances, created_at, created_by,
-                      expires_at, last_used_at, revoked_at
+                      expires_at, last_used_at, revoked_at, can_start as "can_start: bool",
+                      can_evict as "can_evict: bool", routes, priority, requests_per_minute,
+                      tokens_per_minute, tokens_per_day, revision
                FROM api_keys WHERE id = ?"#,
             id
         )
@@ -84,7 +132,9 @@ impl Db {
         let rows = sqlx::query_as!(
             KeyRow,
             r#"SELECT id as "id!", name, kind, secret_hash, instances, created_at, created_by,
-                      expires_at, last_used_at, revoked_at
+                      expires_at, last_used_at, revoked_at, can_start as "can_start: bool",
+                      can_evict as "can_evict: bool", routes, priority, requests_per_minute,
+                      tokens_per_minute, tokens_per_day, revision
                FROM api_keys ORDER BY created_at, rowid"#
         )
         .fetch_all(self.pool())
@@ -110,22 +160,48 @@ impl Db {
         Ok(self.key(id).await?.map(|_| Revoked::Already))
     }
 
-    /// Of these ids, those revoked (by anyone, e.g. the CLI in another process).
-    pub async fn revoked_among(&self, ids: &[&str]) -> Result<Vec<String>> {
-        if ids.is_empty() {
+    /// Changes a key's policy and bumps its revision; `false` if there is no such key.
+    pub async fn update_key_policy(&self, id: &str, p: &PolicyRow) -> Result<bool> {
+        let changed = sqlx::query!(
+            "UPDATE api_keys SET instances = ?, can_start = ?, can_evict = ?, routes = ?,
+                 priority = ?, requests_per_minute = ?, tokens_per_minute = ?, tokens_per_day = ?,
+                 revision = revision + 1
+             WHERE id = ?",
+            p.instances,
+            p.can_start,
+            p.can_evict,
+            p.routes,
+            p.priority,
+            p.requests_per_minute,
+            p.tokens_per_minute,
+            p.tokens_per_day,
+            id
+        )
+        .execute(self.pool())
+        .await
+        .on(self)?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Of these cached keys (id, revision seen), those revoked or changed since (by anyone, e.g.
+    /// the CLI in another process).
+    pub async fn stale_among(&self, cached: &[(String, i64)]) -> Result<Vec<String>> {
+        if cached.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement for any number of ids: the list travels as a JSON array.
-        let ids = serde_json::to_string(ids).map_err(|e| Error::Internal(e.to_string()))?;
-        let revoked = sqlx::query_scalar!(
-            r#"SELECT id as "id!" FROM api_keys
-               WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))"#,
-            ids
+        // One statement for any number of keys: the list travels as a JSON array of pairs.
+        let cached = serde_json::to_string(cached).map_err(|e| Error::Internal(e.to_string()))?;
+        let stale = sqlx::query_scalar!(
+            r#"SELECT k.id as "id!" FROM api_keys k
+               JOIN json_each(?) c ON k.id = json_extract(c.value, '$[0]')
+               WHERE k.revoked_at IS NOT NULL OR k.revision != json_extract(c.value, '$[1]')"#,
+            cached
         )
         .fetch_all(self.pool())
         .await
         .on(self)?;
-        Ok(revoked)
+        Ok(stale)
     }
 
     /// Records when keys were last used, in one transaction; never moves a time backwards.

@@ -13,7 +13,7 @@ use crate::activity;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::metering::{Exchange, Metered, Outcome};
-use crate::supervisor::{Handle, Status};
+use crate::supervisor::{Handle, Rights, Status};
 use crate::upstream::{self, Quiet, SendError};
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
@@ -35,7 +35,7 @@ pub(crate) enum Start {
 }
 
 /// Sends `req` to `instance`'s backend at `target` (path and query) and returns the streaming
-/// answer. 403 outside the caller's instances, before anything is looked up.
+/// answer. 403 outside the caller's instances or route classes, before anything is looked up.
 pub(crate) async fn forward(
     state: &AppState,
     caller: Caller,
@@ -47,12 +47,18 @@ pub(crate) async fn forward(
     caller.ensure_instance(instance)?;
     let started = Instant::now();
     let route = activity::classify(req.method(), &target);
+    caller.ensure_route(route)?;
     let acquired = match start {
         Start::OnDemand => {
             let evictable = |name: &str| caller.may_use(name);
+            let rights = Rights {
+                start: caller.policy().can_start,
+                evict: caller.policy().can_evict,
+                evictable: &evictable,
+            };
             state
                 .supervisor
-                .acquire(instance, &caller.actor, &evictable)
+                .acquire(instance, &caller.actor, rights)
                 .await
                 .map_err(|e| caller.shield(e))
         }

@@ -1,15 +1,18 @@
-//! `/api/v1/auth/keys...`: create (the secret is in this answer only), list, show, revoke.
+//! `/api/v1/auth/keys...`: create (the secret is in this answer only), list, show, change the
+//! policy, revoke; and `/api/v1/auth/whoami`: the caller's own key and what it allows.
 
 use super::extract::{Json, Path};
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::auth::model::{CreateKey, KeyInfo};
+use crate::auth::model::{CreateKey, KeyInfo, KeyKind, UpdateKey};
+use crate::auth::policy::{Limits, Priority, RouteClass};
 use crate::auth::store::CreatedKey;
 use crate::auth::Caller;
 use crate::error::Result;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
+use serde::Serialize;
 
 /// Creates a key: 201 with the key and its token.
 #[utoipa::path(post, path = "/api/v1/auth/keys", tag = "Keys", request_body = CreateKey,
@@ -54,4 +57,76 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     state.auth.keys().revoke(&id, &caller.actor).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes a key's policy (each field given replaces the key's): in force from the next request.
+#[utoipa::path(patch, path = "/api/v1/auth/keys/{id}", tag = "Keys", params(("id" = String, Path, description = "The key's id")),
+    request_body = UpdateKey,
+    responses((status = 200, description = "The key, changed", body = KeyInfo),
+        (status = 400, description = "Invalid change", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "The key is revoked", body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateKey>,
+) -> Result<axum::Json<KeyInfo>> {
+    let key = state.auth.keys().update(&id, body, &caller.actor).await?;
+    Ok(axum::Json(key))
+}
+
+/// The key a request was made with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WhoamiKey {
+    /// Public id; `null` for a key from the configuration file.
+    pub id: Option<String>,
+    /// Label (`config-management-key` or `config-inference-key` for configuration keys).
+    pub name: String,
+    /// What it is for.
+    pub kind: KeyKind,
+}
+
+/// `GET /api/v1/auth/whoami`: the caller's key, what it may reach and do, and its limits.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Whoami {
+    /// The key presented; `null` when no key is needed (auth is off).
+    pub key: Option<WhoamiKey>,
+    /// May it use the management API (`/api/v1`), besides inference.
+    pub management: bool,
+    /// Instance names and `*` patterns it is limited to; `null` = all.
+    pub instances: Option<Vec<String>>,
+    /// May its requests start a stopped instance on demand.
+    pub can_start: bool,
+    /// May such a start stop another instance at the running limit.
+    pub can_evict: bool,
+    /// Route classes it is limited to; `null` = all.
+    pub routes: Option<Vec<RouteClass>>,
+    /// Queue priority.
+    pub priority: Priority,
+    /// Limits; `null` = unlimited (not enforced yet).
+    pub limits: Limits,
+}
+
+/// Tells the caller its own key and policy; any valid key may ask.
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "Keys",
+    responses((status = 200, description = "The caller's key, scope, policy and limits", body = Whoami)))]
+pub async fn whoami(Extension(caller): Extension<Caller>) -> axum::Json<Whoami> {
+    let key = caller.kind().map(|kind| WhoamiKey {
+        id: caller.actor.key_id.clone(),
+        name: caller.actor.name.clone(),
+        kind,
+    });
+    let access = caller.access();
+    let policy = &access.policy;
+    axum::Json(Whoami {
+        key,
+        management: caller.is_operator(),
+        instances: access.scope.names(),
+        can_start: policy.can_start,
+        can_evict: policy.can_evict,
+        routes: policy.routes.list(),
+        priority: policy.priority,
+        limits: policy.limits,
+    })
 }

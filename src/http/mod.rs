@@ -98,7 +98,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(history::all))
         .routes(routes!(events::stream))
         .routes(routes!(keys::list, keys::create))
-        .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(keys::get, keys::update, keys::revoke))
         .routes(routes!(activity::list))
         .routes(routes!(usage::usage))
         .layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT))
@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
     // (see `openapi`).
     let inference = OpenApiRouter::new()
         .routes(routes!(openai::models))
+        .routes(routes!(keys::whoami))
         .route("/v1/{*rest}", post(openai::forward))
         .layer(DefaultBodyLimit::max(forward::BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(

@@ -1,6 +1,7 @@
 //! Admission at `max_running_instances`: refuse with 409, or (with `enable_lru_eviction`) stop the
 //! least recently used instance that has no request in flight.
 
+use super::on_demand::Rights;
 use super::{Handle, Supervisor};
 use crate::audit::Actor;
 use crate::audit::Event;
@@ -26,13 +27,13 @@ impl Supervisor {
 
     /// Makes room for `name` to become active; call with the gate held. Nothing to do if it is
     /// active already or the limit is not reached; otherwise evicts one of the instances
-    /// `evictable` allows (a key limited to some instances never stops another team's), or
-    /// refuses with 409.
+    /// `rights` allow (none without `evict`; a key limited to some instances never stops another
+    /// team's), or refuses with 409.
     pub(super) async fn make_room(
         &self,
         name: &str,
         actor: &Actor,
-        evictable: &(dyn Fn(&str) -> bool + Sync),
+        rights: Rights<'_>,
     ) -> Result<()> {
         let already_active = self
             .read_map()
@@ -48,7 +49,13 @@ impl Supervisor {
                     "maximum number of running instances ({max}) reached"
                 )));
             }
-            active.retain(|i| evictable(&i.name));
+            if !rights.evict {
+                return Err(Error::Conflict(format!(
+                    "maximum number of running instances ({max}) reached, and this API key may \
+                     not evict instances (can_evict: false)"
+                )));
+            }
+            active.retain(|i| (rights.evictable)(&i.name));
             if active.is_empty() {
                 return Err(Error::Conflict(format!(
                     "maximum number of running instances ({max}) reached, and this API key may \

@@ -23,6 +23,7 @@ pub mod state;
 mod usage;
 
 pub use handle::Handle;
+pub use on_demand::Rights;
 pub use state::Status;
 pub use usage::InFlight;
 
@@ -284,7 +285,7 @@ impl Supervisor {
             )));
         }
         self.check_port_free(name, &spec)?;
-        self.make_room(name, actor, &|_| true).await?;
+        self.make_room(name, actor, Rights::ALL).await?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
@@ -377,7 +378,7 @@ impl Supervisor {
     pub async fn start(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.make_room(name, actor, &|_| true).await?;
+        self.make_room(name, actor, Rights::ALL).await?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, None).await;
         inst.start().await?;
@@ -397,7 +398,7 @@ impl Supervisor {
     pub async fn restart(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.make_room(name, actor, &|_| true).await?;
+        self.make_room(name, actor, Rights::ALL).await?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;

@@ -15,6 +15,27 @@ use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What the request's key allows a start on demand to do.
+#[derive(Clone, Copy)]
+pub struct Rights<'a> {
+    /// May it start a stopped instance (`can_start`).
+    pub start: bool,
+    /// May its start evict another instance at the running limit (`can_evict`).
+    pub evict: bool,
+    /// Which instances it may evict (those the key may use: a key limited to some instances never
+    /// stops another team's).
+    pub evictable: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+impl Rights<'_> {
+    /// Everything: any start, any eviction.
+    pub const ALL: Rights<'static> = Rights {
+        start: true,
+        evict: true,
+        evictable: &|_| true,
+    };
+}
+
 impl Supervisor {
     /// The port of a running instance for one proxied request, held in use until the guard drops;
     /// 503 if it is not running (the instance proxy never starts anything).
@@ -30,19 +51,19 @@ impl Supervisor {
     }
 
     /// The port of `name` for one inference request, held in use until the guard drops. A stopped
-    /// or failed instance with `on_demand_start` is started (by `actor`, evicting at the running
-    /// limit only instances `evictable` allows) and waited for, up to `on_demand_start_timeout`.
+    /// or failed instance with `on_demand_start` is started (by `actor`, if `rights` allow, evicting
+    /// at the running limit only as `rights` allow) and waited for, up to `on_demand_start_timeout`.
     /// An instance an operator stopped stays stopped unless its definition allows otherwise.
     pub async fn acquire(
         &self,
         name: &str,
         actor: &Actor,
-        evictable: &(dyn Fn(&str) -> bool + Sync),
+        rights: Rights<'_>,
     ) -> Result<(u16, InFlight)> {
         let inst = self.instance(name)?;
         let guard = inst.begin_use();
         let secs = self.shared.cfg.instances.on_demand_start_timeout;
-        let ready = self.ready_port(&inst, actor, evictable);
+        let ready = self.ready_port(&inst, actor, rights);
         match tokio::time::timeout(Duration::from_secs(secs), ready).await {
             Ok(port) => Ok((port?, guard)),
             Err(_) => Err(Error::Unavailable(format!(
@@ -57,7 +78,7 @@ impl Supervisor {
         &self,
         inst: &Arc<Handle>,
         actor: &Actor,
-        evictable: &(dyn Fn(&str) -> bool + Sync),
+        rights: Rights<'_>,
     ) -> Result<u16> {
         let mut rx = inst.subscribe();
         // True once this request has seen or made a start: its outcome is then the answer.
@@ -89,7 +110,14 @@ impl Supervisor {
                             inst.name
                         )));
                     }
-                    self.start_on_demand(inst, starts, actor, evictable).await?;
+                    if !rights.start {
+                        return Err(Error::Unavailable(format!(
+                            "instance '{}' is not running, and this API key may not start \
+                             instances (can_start: false)",
+                            inst.name
+                        )));
+                    }
+                    self.start_on_demand(inst, starts, actor, rights).await?;
                     joined = true;
                     continue;
                 }
@@ -114,7 +142,7 @@ impl Supervisor {
         inst: &Arc<Handle>,
         seen_starts: u64,
         actor: &Actor,
-        evictable: &(dyn Fn(&str) -> bool + Sync),
+        rights: Rights<'_>,
     ) -> Result<()> {
         let _guard = self.gate.lock().await;
         let current = self.instance(&inst.name)?;
@@ -136,7 +164,7 @@ impl Supervisor {
                 inst.name
             )));
         }
-        self.make_room(&inst.name, actor, evictable).await?;
+        self.make_room(&inst.name, actor, rights).await?;
         self.set_desired(inst, Desired::Running).await?;
         self.record(
             &inst.name,
