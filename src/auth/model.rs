@@ -418,6 +418,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(key.access.scope.names(), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(key.expires_at, Some(NOW + 60));
         let key = request(json!({
             "name": "app", "kind": "inference", "instances": ["gemma-*"], "can_start": false,
             "can_evict": false, "routes": ["chat", "embeddings"], "priority": "low",
@@ -433,7 +434,6 @@ mod tests {
         );
         assert_eq!(p.limits.requests_per_minute, Some(60));
         assert_eq!(p.limits.tokens_per_minute, None);
-        assert_eq!(key.expires_at, Some(NOW + 60));
     }
 
     #[test]
