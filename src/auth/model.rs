@@ -190,7 +190,7 @@ pub struct CreateKey {
     #[serde(default)]
     pub priority: Option<Priority>,
     /// Limits; absent or `null` fields = unlimited (stored and shown, not enforced yet).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::policy::limits_object")]
     pub limits: Option<Limits>,
 }
 
@@ -212,14 +212,14 @@ pub struct UpdateKey {
     pub instances: Option<Option<Vec<String>>>,
     /// Route classes (inference keys); `null` = all.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<RouteClass>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<RouteClass>>, min_items = 1, nullable = true)]
     pub routes: Option<Option<Vec<RouteClass>>>,
     /// Queue priority.
     #[serde(default)]
     pub priority: Option<Priority>,
     /// All three limits; `null` = none.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Limits>)]
+    #[serde(default, deserialize_with = "super::policy::limits_change")]
+    #[schema(value_type = Option<Limits>, nullable = true)]
     pub limits: Option<Option<Limits>>,
 }
 
@@ -495,6 +495,10 @@ mod tests {
             (
                 json!({"name": "n", "kind": "inference", "limits": {"rpm": 1}}),
                 "unknown field",
+            ),
+            (
+                json!({"name": "n", "kind": "inference", "limits": [null, null]}),
+                "invalid type",
             ),
             (
                 json!({"name": "n", "kind": "inference", "instances": ["a/*"]}),

@@ -130,17 +130,51 @@ pub enum Priority {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Requests per minute.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1)]
     pub requests_per_minute: Option<u64>,
     /// Prompt + completion tokens per minute.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1)]
     pub tokens_per_minute: Option<u64>,
     /// Prompt + completion tokens per day.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1)]
     pub tokens_per_day: Option<u64>,
+}
+
+/// A limit: a whole number, also when written as `60.0` (JSON does not tell the two apart).
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_u64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        // Below 2^53, a float that is whole is exactly that integer.
+        Some(f) if f.fract() == 0.0 && (0.0..9.0e15).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number of at least 1, got {number}"
+        ))),
+    }
+}
+
+/// `limits` in a request: an object or `null` (serde alone would also read a struct from an array).
+pub fn limits_object<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Limits>, D::Error> {
+    let Some(map) = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
+}
+
+/// [`limits_object`] for a PATCH: present (even `null`) is `Some`.
+pub fn limits_change<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<Limits>>, D::Error> {
+    limits_object(d).map(Some)
 }
 
 impl Limits {
@@ -380,5 +414,10 @@ mod tests {
             .to_string()
             .contains("tokens_per_day"));
         assert!(Limits::default().validate().is_ok());
+        let whole: Limits = serde_json::from_str(r#"{"tokens_per_day": 130.0}"#).unwrap();
+        assert_eq!(whole.tokens_per_day, Some(130));
+        for bad in [r#"{"tokens_per_day": 1.5}"#, r#"{"tokens_per_day": -1}"#] {
+            assert!(serde_json::from_str::<Limits>(bad).is_err(), "{bad}");
+        }
     }
 }

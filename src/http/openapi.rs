@@ -30,6 +30,9 @@ pub const DOC_PATH: &str = "/swagger/openapi.json";
 /// An instance name, as `crate::definitions::name::validate` accepts it.
 const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 
+/// An entry of a key's instance list, as `crate::auth::policy::InstancePattern::parse` accepts it.
+const PATTERN_PATTERN: &str = "^[A-Za-z0-9._*-]{1,64}$";
+
 /// The router serving Swagger UI and `document`.
 pub fn router(document: Value) -> axum::Router {
     SwaggerUi::new(UI_PATH)
@@ -389,20 +392,25 @@ fn refine(doc: &mut Value, cfg: &Config) {
         .and_then(Value::as_object_mut)
     {
         schemas.insert("InstanceBody".into(), instance_body(cfg));
-        if let Some(instances) = schemas
-            .get_mut("CreateKey")
-            .and_then(|k| k.pointer_mut("/properties/instances"))
-        {
-            // An optional list: `null` or at least one name.
-            *instances = json!({
-                "anyOf": [{"type": "array", "items": name, "minItems": 1}, {"type": "null"}],
-                "description": "Instances an inference key is limited to; absent or null = all. Not for management keys.",
-            });
+        // A key's instance list: names, or patterns where `*` matches any characters.
+        let entry = json!({"type": "string", "pattern": PATTERN_PATTERN});
+        for body in ["CreateKey", "UpdateKey"] {
+            if let Some(instances) = schemas
+                .get_mut(body)
+                .and_then(|k| k.pointer_mut("/properties/instances"))
+            {
+                // An optional list: `null` or at least one name or pattern.
+                *instances = json!({
+                    "anyOf": [{"type": "array", "items": entry, "minItems": 1}, {"type": "null"}],
+                    "description": "Instance names or patterns ('*' matches any characters) an \
+                        inference key is limited to; null = all. Not for management keys.",
+                });
+            }
         }
         if let Some(create) = schemas.get_mut("CreateKey") {
             create["anyOf"] = json!([
                 {"properties": {"kind": {"const": "inference"}}},
-                {"properties": {"instances": {"type": "null"}}},
+                {"properties": {"instances": {"type": "null"}, "routes": {"type": "null"}}},
             ]);
         }
         if let Some(expires) = schemas
