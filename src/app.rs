@@ -70,6 +70,7 @@ impl Application {
             .with_history_limit(cfg.history.max_events)
             .with_events(events.clone());
         let auth = Auth::new(&cfg.auth, db.clone())?;
+        auth.keys().load_quotas().await?;
         // Only the digests in `auth` are needed from here on; drop the plain keys from memory.
         cfg.auth.management_keys.clear();
         cfg.auth.inference_keys.clear();

@@ -63,6 +63,9 @@ pub enum Error {
         /// Seconds until the next attempt is allowed, sent as `Retry-After`.
         retry_after: u64,
     },
+    /// A key's quota is used up (429, with `Retry-After` and the `x-ratelimit-*` headers).
+    #[error("{}", .0.message())]
+    QuotaExceeded(Box<crate::quota::Refusal>),
     /// The backend could not be reached or answered garbage (502).
     #[error("{0}")]
     BadGateway(String),
@@ -144,7 +147,9 @@ impl Error {
             Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests { .. } | Error::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Unavailable(_) | Error::DatabaseBusy => StatusCode::SERVICE_UNAVAILABLE,
@@ -253,6 +258,12 @@ impl IntoResponse for Error {
         match self {
             Error::TooManyRequests { retry_after, .. } => {
                 (status, [(header::RETRY_AFTER, retry_after)], body).into_response()
+            }
+            Error::QuotaExceeded(refusal) => {
+                let mut response =
+                    (status, [(header::RETRY_AFTER, refusal.retry_after)], body).into_response();
+                refusal.standing.write(response.headers_mut());
+                response
             }
             Error::DatabaseBusy => (
                 status,

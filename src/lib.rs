@@ -18,6 +18,7 @@ pub mod memory;
 pub(crate) mod metering;
 pub(crate) mod metrics;
 pub(crate) mod names;
+pub(crate) mod quota;
 pub(crate) mod supervisor;
 pub(crate) mod throttle;
 pub(crate) mod timestamp;

@@ -22,6 +22,8 @@ pub struct CachedKey {
     pub kind: KeyKind,
     /// Which instances it reaches and what else it may do.
     pub access: Arc<Access>,
+    /// Its quota counters, if it has limits (shared with every later copy of the key).
+    pub quota: Option<Arc<crate::quota::KeyQuota>>,
     /// The stored revision of its policy this copy was made from.
     pub revision: i64,
     /// Unix seconds; `None` = never.
@@ -37,6 +39,7 @@ impl CachedKey {
     pub fn verified(row: KeyRow, kind: KeyKind, now: i64) -> Self {
         CachedKey {
             access: Arc::new(Access::of_row(&row)),
+            quota: None,
             revision: row.revision,
             id: row.id,
             name: row.name,

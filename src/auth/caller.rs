@@ -6,6 +6,7 @@ use super::policy::{Policy, RouteClass};
 use crate::activity::Route;
 use crate::audit::Actor;
 use crate::error::{Error, Result};
+use crate::quota::{KeyQuota, Moment, Refusal, Standing};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ pub struct Caller {
     /// The kind of key presented; `None` when no key was needed.
     kind: Option<KeyKind>,
     access: Arc<Access>,
+    /// Its quota counters, if its key has limits.
+    quota: Option<Arc<KeyQuota>>,
     /// May see why things failed inside the server (a management key, or anyone while the
     /// management API is open).
     operator: bool,
@@ -34,8 +37,43 @@ impl Caller {
             actor,
             kind: Some(kind),
             access,
+            quota: None,
             operator: kind == KeyKind::Management,
         }
+    }
+
+    /// The same caller, counted against `quota` (its key's counters, if it has limits).
+    pub fn with_quota(mut self, quota: Option<Arc<KeyQuota>>) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// Admits one request of `route` against the key's limits: `None` if none apply (no limits, or
+    /// a read: health, props, models, slots, which run no inference), else the key's standing for
+    /// the answer's `x-ratelimit-*` headers and the counters to charge its tokens to.
+    pub fn admit(&self, route: Route) -> std::result::Result<Option<Admitted>, Refusal> {
+        let Some(quota) = &self.quota else {
+            return Ok(None);
+        };
+        if route == Route::Read {
+            return Ok(None);
+        }
+        let standing = quota.admit(self.access.policy.limits, Moment::now())?;
+        Ok(Some(Admitted {
+            standing,
+            quota: quota.clone(),
+        }))
+    }
+
+    /// The key's usage against its limits now; `None` without limits.
+    pub fn usage(&self) -> Option<crate::quota::Usage> {
+        let quota = self.quota.as_ref()?;
+        let at = Moment::now();
+        Some(crate::quota::Usage::of(
+            &self.access.policy.limits,
+            &quota.counters(at),
+            at,
+        ))
     }
 
     /// Anyone, when auth is off; an operator if the management API is open too.
@@ -47,6 +85,7 @@ impl Caller {
             },
             kind: None,
             access: Access::open(),
+            quota: None,
             operator,
         }
     }
@@ -133,6 +172,15 @@ impl Caller {
     pub fn retain_allowed<T>(&self, items: &mut Vec<T>, instance_of: impl Fn(&T) -> &str) {
         items.retain(|item| self.may_use(instance_of(item)));
     }
+}
+
+/// A request admitted under its key's limits.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The key's standing once the request was counted.
+    pub standing: Standing,
+    /// The counters its answer's tokens are charged to.
+    pub quota: Arc<KeyQuota>,
 }
 
 #[cfg(test)]

@@ -54,6 +54,10 @@ pub const REVOCATION_SYNC: Duration = Duration::from_secs(2);
 /// How often last-use times are written to the database.
 const USAGE_FLUSH: Duration = Duration::from_secs(30);
 
+/// How often quota counters that changed are written to the database: a crash loses at most
+/// this much of the counts.
+const QUOTA_FLUSH: Duration = Duration::from_secs(2);
+
 /// Authentication for the HTTP layer; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -197,7 +201,7 @@ impl Auth {
         };
         Ok((
             key.kind,
-            Caller::with_key(actor, key.kind, key.access.clone()),
+            Caller::with_key(actor, key.kind, key.access.clone()).with_quota(key.quota.clone()),
         ))
     }
 
@@ -208,8 +212,10 @@ impl Auth {
         tokio::spawn(async move {
             let mut sync = tokio::time::interval(REVOCATION_SYNC);
             let mut flush = tokio::time::interval(USAGE_FLUSH);
+            let mut quotas = tokio::time::interval(QUOTA_FLUSH);
             loop {
                 tokio::select! {
+                    _ = quotas.tick() => auth.flush_quotas().await,
                     _ = sync.tick() => {
                         if let Err(e) = auth.inner.store.sync_revocations().await {
                             tracing::warn!(error = %e, "could not check keys for revocation");
@@ -225,8 +231,20 @@ impl Auth {
         })
     }
 
-    /// Writes pending last-use times (also on shutdown).
+    /// Writes quota counters that changed.
+    async fn flush_quotas(&self) {
+        static WARNINGS: crate::throttle::LogThrottle =
+            crate::throttle::LogThrottle::new(Duration::from_secs(60));
+        if let Err(e) = self.inner.store.flush_quotas().await {
+            if let Some(held_back) = WARNINGS.due() {
+                tracing::warn!(error = %e, held_back, "could not save the keys' quota counters");
+            }
+        }
+    }
+
+    /// Writes pending last-use times and quota counters (also on shutdown).
     pub async fn flush(&self) {
+        self.flush_quotas().await;
         // A full disk fails every flush alike: say so once a minute, not every USAGE_FLUSH.
         static WARNINGS: crate::throttle::LogThrottle =
             crate::throttle::LogThrottle::new(Duration::from_secs(60));

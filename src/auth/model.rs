@@ -345,8 +345,11 @@ pub struct KeyInfo {
     pub routes: Option<Vec<RouteClass>>,
     /// Queue priority.
     pub priority: Priority,
-    /// Limits; `null` = unlimited (not enforced yet).
+    /// Limits; `null` = unlimited.
     pub limits: Limits,
+    /// Current usage against each limit, with what is left and when it resets; `null` when the
+    /// key has no limits.
+    pub usage: Option<crate::quota::Usage>,
     /// Whether it works now.
     pub status: KeyStatus,
     /// Unix seconds.
@@ -381,6 +384,7 @@ impl KeyInfo {
             routes: access.policy.routes.list(),
             priority: access.policy.priority,
             limits: access.policy.limits,
+            usage: None,
             id: row.id,
             name: row.name,
             kind,

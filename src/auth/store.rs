@@ -16,6 +16,7 @@ use crate::db::history::Subject;
 use crate::db::keys::{KeyRow, PolicyRow, Revoked};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::quota::{self, Moment, Quotas};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub struct KeyStore {
     db: Db,
     cache: Cache,
     hasher: Hasher,
+    quotas: Quotas,
 }
 
 fn now() -> i64 {
@@ -56,6 +58,7 @@ impl KeyStore {
             db,
             cache: Cache::default(),
             hasher: Hasher::new(),
+            quotas: Quotas::default(),
         }
     }
 
@@ -116,7 +119,11 @@ impl KeyStore {
         if row.expires_at.is_some_and(|at| at <= now) {
             return Err(Error::Unauthorized("API key expired".into()));
         }
-        let key = Arc::new(CachedKey::verified(row, parsed.kind, now));
+        let mut key = CachedKey::verified(row, parsed.kind, now);
+        if quota::any(&key.access.policy.limits) {
+            key.quota = Some(self.quotas.of(&key.id));
+        }
+        let key = Arc::new(key);
         self.cache.insert(*digest, key.clone(), seen);
         Ok(key)
     }
@@ -159,7 +166,7 @@ impl KeyStore {
             let detail = detail.to_string();
             self.record(&token.id, Event::KeyCreated, actor, &detail)
                 .await;
-            let info = KeyInfo::of(row, now)?;
+            let info = self.info(row, now)?;
             return Ok(CreatedKey { info, key: token });
         }
         Err(Error::Internal("could not draw an unused key id".into()))
@@ -252,10 +259,27 @@ impl KeyStore {
         self.db.touch_keys(&self.cache.take_unflushed()).await
     }
 
-    /// The API's view, with a last use that may not be flushed yet.
+    /// Reads the stored quota counters (at start).
+    pub async fn load_quotas(&self) -> Result<()> {
+        self.quotas.load(&self.db).await
+    }
+
+    /// Writes quota counters that changed since the last flush.
+    pub async fn flush_quotas(&self) -> Result<()> {
+        self.quotas.flush(&self.db).await
+    }
+
+    /// The quota usage of key `id` under `limits` now; `None` if it has no limits.
+    pub fn usage(&self, id: &str, limits: &Limits) -> Option<quota::Usage> {
+        self.quotas.usage(id, limits, Moment::now())
+    }
+
+    /// The API's view, with a last use that may not be flushed yet, and its quota usage.
     fn info(&self, mut row: KeyRow, now: i64) -> Result<KeyInfo> {
         row.last_used_at = row.last_used_at.max(self.cache.last_used(&row.id));
-        KeyInfo::of(row, now)
+        let mut info = KeyInfo::of(row, now)?;
+        info.usage = self.usage(&info.id, &info.limits);
+        Ok(info)
     }
 
     async fn record(&self, id: &str, event: Event, actor: &Actor, detail: &str) {

@@ -4,6 +4,7 @@ pub mod activity;
 pub mod backup;
 pub mod history;
 pub mod instances;
+pub mod key_usage;
 pub mod keys;
 
 use crate::error::{Error, Result};

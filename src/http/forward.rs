@@ -48,6 +48,11 @@ pub(crate) async fn forward(
     let started = Instant::now();
     let route = activity::classify(req.method(), &target);
     caller.ensure_route(route)?;
+    // Counted before the instance is touched, so a refused request starts nothing.
+    let admitted = caller.admit(route).map_err(|refusal| {
+        state.metrics.quota_refused(refusal.limit);
+        Error::from(refusal)
+    })?;
     let acquired = match start {
         Start::OnDemand => {
             let evictable = |name: &str| caller.may_use(name);
@@ -64,16 +69,23 @@ pub(crate) async fn forward(
         }
         Start::IfRunning => state.supervisor.use_running(instance),
     };
+    let quota = admitted.as_ref().map(|a| a.quota.clone());
     let exchange = state
         .meter
-        .begin(started, caller.into_actor(), instance, route);
+        .begin(started, caller.into_actor(), instance, route, quota);
     let (port, in_flight) = match acquired {
         Ok(acquired) => acquired,
         Err(e) => return Err(refused(state, instance, exchange, e)),
     };
     let quiet = quiet(state, in_flight.instance());
     match upstream::forward(&state.upstream, serve::current(), port, target, req, quiet).await {
-        Ok(resp) => Ok(Metered::wrap(resp, exchange, in_flight)),
+        Ok(resp) => {
+            let mut resp = Metered::wrap(resp, exchange, in_flight);
+            if let Some(admitted) = &admitted {
+                admitted.standing.write(resp.headers_mut());
+            }
+            Ok(resp)
+        }
         Err(e) => {
             let e = upstream_error(state, instance, port, e);
             Err(refused(state, instance, exchange, e))

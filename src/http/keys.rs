@@ -9,6 +9,7 @@ use crate::auth::policy::{Limits, Priority, RouteClass};
 use crate::auth::store::CreatedKey;
 use crate::auth::Caller;
 use crate::error::Result;
+use crate::quota::Usage;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
@@ -104,13 +105,16 @@ pub struct Whoami {
     pub routes: Option<Vec<RouteClass>>,
     /// Queue priority.
     pub priority: Priority,
-    /// Limits; `null` = unlimited (not enforced yet).
+    /// Limits; `null` = unlimited.
     pub limits: Limits,
+    /// Usage against each limit, with what is left and when it resets; `null` without limits
+    /// (configuration-file keys, and everyone while auth is off, are unlimited).
+    pub usage: Option<Usage>,
 }
 
 /// Tells the caller its own key and policy; any valid key may ask.
 #[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "Keys",
-    responses((status = 200, description = "The caller's key, scope, policy and limits", body = Whoami)))]
+    responses((status = 200, description = "The caller's key, scope, policy, limits and usage", body = Whoami)))]
 pub async fn whoami(Extension(caller): Extension<Caller>) -> axum::Json<Whoami> {
     let key = caller.kind().map(|kind| WhoamiKey {
         id: caller.actor.key_id.clone(),
@@ -128,5 +132,6 @@ pub async fn whoami(Extension(caller): Extension<Caller>) -> axum::Json<Whoami> 
         routes: policy.routes.list(),
         priority: policy.priority,
         limits: policy.limits,
+        usage: caller.usage(),
     })
 }

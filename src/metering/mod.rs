@@ -14,6 +14,7 @@ use crate::activity::{Record, Recorder, Route};
 use crate::audit::Actor;
 use crate::metrics::{InstanceMetrics, KeyLabels, Metrics};
 use crate::names;
+use crate::quota::KeyQuota;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,21 +43,28 @@ impl Meter {
         }
     }
 
-    /// Starts measuring a request that arrived at `started`, made by `caller` to `instance`;
-    /// `None` when metering is off. The caller is taken, not copied: the hot path allocates
-    /// nothing more for a read.
+    /// Starts measuring a request that arrived at `started`, made by `caller` to `instance`,
+    /// whose tokens are charged to `quota` (its key's counters, if it has limits); `None` when
+    /// metering is off and there is no quota to charge. The caller is taken, not copied: the hot
+    /// path allocates nothing more for a read.
     pub(crate) fn begin(
         &self,
         started: Instant,
         caller: Actor,
         instance: &str,
         route: Route,
+        quota: Option<Arc<KeyQuota>>,
     ) -> Option<Exchange> {
         let sinks = &self.sinks;
-        if sinks.metrics.is_none() && sinks.activity.is_none() && !sinks.log_requests {
+        if sinks.metrics.is_none()
+            && sinks.activity.is_none()
+            && !sinks.log_requests
+            && quota.is_none()
+        {
             return None;
         }
         Some(Exchange {
+            quota,
             meter: self.clone(),
             started,
             caller,
@@ -73,6 +81,8 @@ pub(crate) struct Exchange {
     meter: Meter,
     started: Instant,
     caller: Actor,
+    /// Where the answer's tokens are charged, if the key has limits.
+    quota: Option<Arc<KeyQuota>>,
     /// The instance asked for; `None` for reads, which are not recorded or logged.
     instance: Option<String>,
     route: Route,
@@ -113,6 +123,10 @@ impl Exchange {
             tokens,
             streamed,
         } = outcome;
+        if let Some(quota) = &self.quota {
+            let used = tokens.prompt.unwrap_or(0) + tokens.completion.unwrap_or(0);
+            quota.charge(used, crate::quota::Moment::now());
+        }
         let sinks = &*self.meter.sinks;
         let Actor {
             name,

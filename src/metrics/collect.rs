@@ -114,6 +114,12 @@ impl Metrics {
             f.auth_rate_limited.clone(),
         );
         registry.register(
+            "llamactl_quota_refusals",
+            "Requests refused with 429 because their key's limit was used up, by limit \
+             (requests_per_minute, tokens_per_minute, tokens_per_day)",
+            f.quota_refusals.clone(),
+        );
+        registry.register(
             "llamactl_accept_errors",
             "Connections llamactl could not take at accept, by cause: out_of_descriptors ones were \
              answered 503 and closed",

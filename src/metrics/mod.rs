@@ -44,6 +44,7 @@ struct Families {
     key_completion_tokens: Family<KeyLabels, Counter>,
     auth_failures: Family<CodeLabel, Counter>,
     auth_rate_limited: Counter,
+    quota_refusals: Family<LimitLabel, Counter>,
     accept_errors: Family<KindLabel, Counter>,
 }
 
@@ -62,6 +63,12 @@ pub(crate) enum AcceptError {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+/// The key limit that refused a request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
 }
 
 /// A refusal's status code.
@@ -107,6 +114,16 @@ impl Metrics {
         self.inner
             .accept_errors
             .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Counts a request refused with 429 because its key's `limit` was used up.
+    pub(crate) fn quota_refused(&self, limit: crate::quota::Limit) {
+        self.inner
+            .quota_refusals
+            .get_or_create(&LimitLabel {
+                limit: limit.name(),
+            })
             .inc();
     }
 
