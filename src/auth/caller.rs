@@ -66,10 +66,10 @@ impl Caller {
     }
 
     /// The key's usage against its limits now; `None` without limits.
-    pub fn usage(&self) -> Option<crate::quota::Usage> {
+    pub fn usage(&self) -> Option<crate::quota::QuotaUsage> {
         let quota = self.quota.as_ref()?;
         let at = Moment::now();
-        Some(crate::quota::Usage::of(
+        Some(crate::quota::QuotaUsage::of(
             &self.access.policy.limits,
             &quota.counters(at),
             at,

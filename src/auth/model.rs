@@ -349,7 +349,7 @@ pub struct KeyInfo {
     pub limits: Limits,
     /// Current usage against each limit, with what is left and when it resets; `null` when the
     /// key has no limits.
-    pub usage: Option<crate::quota::Usage>,
+    pub usage: Option<crate::quota::QuotaUsage>,
     /// Whether it works now.
     pub status: KeyStatus,
     /// Unix seconds.

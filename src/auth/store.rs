@@ -270,7 +270,7 @@ impl KeyStore {
     }
 
     /// The quota usage of key `id` under `limits` now; `None` if it has no limits.
-    pub fn usage(&self, id: &str, limits: &Limits) -> Option<quota::Usage> {
+    pub fn usage(&self, id: &str, limits: &Limits) -> Option<quota::QuotaUsage> {
         self.quotas.usage(id, limits, Moment::now())
     }
 

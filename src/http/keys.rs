@@ -9,7 +9,7 @@ use crate::auth::policy::{Limits, Priority, RouteClass};
 use crate::auth::store::CreatedKey;
 use crate::auth::Caller;
 use crate::error::Result;
-use crate::quota::Usage;
+use crate::quota::QuotaUsage;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
@@ -109,7 +109,7 @@ pub struct Whoami {
     pub limits: Limits,
     /// Usage against each limit, with what is left and when it resets; `null` without limits
     /// (configuration-file keys, and everyone while auth is off, are unlimited).
-    pub usage: Option<Usage>,
+    pub usage: Option<QuotaUsage>,
 }
 
 /// Tells the caller its own key and policy; any valid key may ask.

@@ -195,7 +195,7 @@ impl Quotas {
     }
 
     /// The usage of key `id` under `limits` at `at`; `None` if it has no limits.
-    pub fn usage(&self, id: &str, limits: &Limits, at: Moment) -> Option<Usage> {
+    pub fn usage(&self, id: &str, limits: &Limits, at: Moment) -> Option<QuotaUsage> {
         if !any(limits) {
             return None;
         }
@@ -208,7 +208,7 @@ impl Quotas {
                 c.roll(at);
                 c
             });
-        Some(Usage::of(limits, &counters, at))
+        Some(QuotaUsage::of(limits, &counters, at))
     }
 
     /// Reads the stored counters (at start, before any request).
@@ -283,7 +283,7 @@ impl Quotas {
 
 /// One limit's budget now.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-pub struct Budget {
+pub struct QuotaBudget {
     /// The limit.
     pub limit: u64,
     /// Used in the current window (tokens may exceed the limit by answers that were in flight).
@@ -296,25 +296,25 @@ pub struct Budget {
     pub resets_in: u64,
 }
 
-/// Usage against each limit that is set (a limit that is not set is `null`); windows are fixed UTC
+/// A key's usage against each limit that is set (a limit not set is `null`); windows are fixed UTC
 /// minutes and days.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-pub struct Usage {
+pub struct QuotaUsage {
     /// Requests admitted this minute.
-    pub requests_per_minute: Option<Budget>,
+    pub requests_per_minute: Option<QuotaBudget>,
     /// Tokens charged this minute.
-    pub tokens_per_minute: Option<Budget>,
+    pub tokens_per_minute: Option<QuotaBudget>,
     /// Tokens charged today (UTC).
-    pub tokens_per_day: Option<Budget>,
+    pub tokens_per_day: Option<QuotaBudget>,
 }
 
-impl Usage {
+impl QuotaUsage {
     /// The usage `counters` show against `limits` at `at`.
-    pub fn of(limits: &Limits, counters: &Counters, at: Moment) -> Usage {
+    pub fn of(limits: &Limits, counters: &Counters, at: Moment) -> QuotaUsage {
         let budget = |limit: Limit| {
             limit.of(limits).map(|max| {
                 let used = counters.used(limit);
-                Budget {
+                QuotaBudget {
                     limit: max,
                     used,
                     remaining: max.saturating_sub(used),
@@ -323,7 +323,7 @@ impl Usage {
                 }
             })
         };
-        Usage {
+        QuotaUsage {
             requests_per_minute: budget(Limit::RequestsPerMinute),
             tokens_per_minute: budget(Limit::TokensPerMinute),
             tokens_per_day: budget(Limit::TokensPerDay),
