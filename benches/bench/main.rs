@@ -18,6 +18,7 @@ mod nginx;
 mod open_files;
 mod opts;
 mod procs;
+mod quota;
 mod report;
 mod rig;
 mod scenario;

@@ -11,6 +11,7 @@ use crate::client::Req;
 use crate::cold_start;
 use crate::memory;
 use crate::metering;
+use crate::quota;
 use crate::rig::Via;
 use crate::rig::INSTANCE;
 use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, GO_PROXY, NGINX, PROXY};
@@ -67,6 +68,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::Custom(
             "auth: GET /v1/models, auth off / 1 key / 1,000 keys",
             auth::keys,
+        ),
+        Scenario::Custom(
+            "quota: a key with limits and priority high vs a key without",
+            quota::limited_vs_unlimited,
         ),
         Scenario::Custom("cold start", cold_start::api_start),
         Scenario::Custom("cold start, on-demand first request", cold_start::on_demand),
