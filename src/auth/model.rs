@@ -189,7 +189,7 @@ pub struct CreateKey {
     /// Queue priority (default `normal`).
     #[serde(default)]
     pub priority: Option<Priority>,
-    /// Limits; absent or `null` fields = unlimited (stored and shown, not enforced yet).
+    /// Limits per minute and per day (fixed UTC windows); absent or `null` fields = unlimited.
     #[serde(default, deserialize_with = "super::policy::limits_object")]
     pub limits: Option<Limits>,
 }

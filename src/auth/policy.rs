@@ -125,7 +125,7 @@ pub enum Priority {
     Low,
 }
 
-/// A key's limits; `null` = unlimited. Stored and shown, not enforced yet.
+/// A key's limits; `null` = unlimited. Enforced by [`crate::quota`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -323,7 +323,7 @@ pub struct Policy {
     pub routes: Routes,
     /// Its queue priority.
     pub priority: Priority,
-    /// Its limits (not enforced yet).
+    /// Its limits.
     pub limits: Limits,
 }
 

@@ -17,6 +17,8 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, out: &mut impl Write) -> Result
         .await?
         .with_history_limit(cfg.history.max_events);
     let store = KeyStore::new(db);
+    // Usage as the server last saved it (at most a couple of seconds old while it runs).
+    store.load_quotas().await?;
     match cmd {
         KeysCommand::Create {
             name,
