@@ -375,3 +375,36 @@ async fn counters_survive_a_restart() {
     // Both are spent; the one told is the one to wait for (the day's).
     assert!(refused.body.contains("tokens_per_day"), "{}", refused.body);
 }
+
+#[tokio::test]
+async fn counters_are_saved_while_the_server_runs_so_a_crash_keeps_them() {
+    let mut server = TestServer::start(Options::fake()).await;
+    running(&server, "m").await;
+    let (token, id) = server
+        .new_key(json!({"name": "app", "kind": "inference", "limits": {"tokens_per_day": 1000}}))
+        .await;
+    for _ in 0..2 {
+        assert_eq!(chat(&server, &token, false).await.status, StatusCode::OK);
+    }
+
+    // The periodic save reaches the database without a shutdown: the CLI reads it from there.
+    let saved = |server: &TestServer| {
+        let run = server.cli(&["keys", "list", "--json"]);
+        assert!(run.ok, "{}", run.stderr);
+        let keys: Value = serde_json::from_str(&run.stdout).expect("JSON");
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id.as_str())
+            .map(|k| k["usage"]["tokens_per_day"]["used"].clone())
+    };
+    common::eventually("the counters saved", Duration::from_secs(20), || {
+        saved(&server) == Some(json!(20))
+    })
+    .await;
+    server.signal_and_wait(libc::SIGKILL);
+
+    let server = server.restart().await;
+    let usage = key_of(&server, &id).await["usage"].clone();
+    assert_eq!(usage["tokens_per_day"]["used"], 20, "{usage}");
+}
