@@ -15,13 +15,13 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-type QuotaBudget =
+type Budget =
     RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
 
 /// Per-client budget of failed authentications.
 #[derive(Debug)]
 pub struct FailureLimiter {
-    budget: QuotaBudget,
+    budget: Budget,
     period: Duration,
     /// Clients with no failure left, and until when: read before every verification, so a spent
     /// client costs a map lookup, not a hash.
