@@ -12,7 +12,7 @@ use super::AppState;
 use crate::activity;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::metering::{Exchange, Metered, Outcome};
+use crate::metering::{Awaiting, Charge, Estimate, Exchange, Metered, Outcome};
 use crate::supervisor::{Handle, Rights, Status};
 use crate::upstream::{self, Quiet, SendError};
 use axum::body::{Body, Bytes};
@@ -69,18 +69,24 @@ pub(crate) async fn forward(
         }
         Start::IfRunning => state.supervisor.use_running(instance),
     };
-    let quota = admitted.as_ref().map(|a| a.quota.clone());
+    let charge = admitted.as_ref().map(|a| Charge {
+        quota: a.quota.clone(),
+        estimate: crate::quota::limits_tokens(&caller.policy().limits)
+            .then(|| Estimate::of_request(body_length(&req))),
+    });
     let exchange = state
         .meter
-        .begin(started, caller.into_actor(), instance, route, quota);
+        .begin(started, caller.into_actor(), instance, route, charge);
     let (port, in_flight) = match acquired {
         Ok(acquired) => acquired,
         Err(e) => return Err(refused(state, instance, exchange, e)),
     };
     let quiet = quiet(state, in_flight.instance());
+    // Dropped while the backend works on the request (the client left): charged an estimate.
+    let awaiting = Awaiting::new(exchange);
     match upstream::forward(&state.upstream, serve::current(), port, target, req, quiet).await {
         Ok(resp) => {
-            let mut resp = Metered::wrap(resp, exchange, in_flight);
+            let mut resp = Metered::wrap(resp, awaiting.answered(), in_flight);
             if let Some(admitted) = &admitted {
                 admitted.standing.write(resp.headers_mut());
             }
@@ -88,9 +94,16 @@ pub(crate) async fn forward(
         }
         Err(e) => {
             let e = upstream_error(state, instance, port, e);
-            Err(refused(state, instance, exchange, e))
+            Err(refused(state, instance, awaiting.answered(), e))
         }
     }
+}
+
+/// The request body's length: exact for `/v1` (read whole) and for a proxied body with a
+/// `Content-Length`; 0 for a chunked one, whose length is known only once sent.
+fn body_length(req: &Request<Body>) -> u64 {
+    let hint = axum::body::HttpBody::size_hint(req.body());
+    hint.exact().unwrap_or(hint.lower())
 }
 
 /// How long `instance`'s backend may stay quiet mid-answer; a stall is counted in its metrics.

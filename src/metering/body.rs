@@ -1,7 +1,9 @@
 //! The answer's body on its way to the client: every frame is passed on as it arrives (nothing is
 //! buffered or re-encoded); its end is copied into a small [`Tail`] for the token counts, and the
-//! exchange is counted when the last frame has gone, or when the client left.
+//! exchange is counted when the last frame has gone, or when the client left. For a key with token
+//! limits, a stream's events are counted too, for the estimate charged if it reports no usage.
 
+use super::estimate::Events;
 use super::{Exchange, Outcome, Tail};
 use crate::activity::Route;
 use crate::supervisor::InFlight;
@@ -19,6 +21,10 @@ pub(crate) struct Metered {
     outcome: Outcome,
     /// `None` where the answer cannot carry token counts (reads: health, props, models).
     tail: Option<Tail>,
+    /// The events passed, for a stream charged to a key with token limits; `None` otherwise.
+    events: Option<Events>,
+    /// Whether the last frame was sent.
+    complete: bool,
 }
 
 impl Metered {
@@ -39,6 +45,10 @@ impl Metered {
             .as_ref()
             .filter(|e| e.route() != Route::Read)
             .map(|_| Tail::for_answer(streamed));
+        let events = exchange
+            .as_ref()
+            .filter(|e| streamed && e.estimate().is_some())
+            .map(|_| Events::default());
         resp.map(|inner| {
             Body::new(Metered {
                 inner,
@@ -46,6 +56,8 @@ impl Metered {
                 in_flight: Some(in_flight),
                 outcome,
                 tail,
+                events,
+                complete: false,
             })
         })
     }
@@ -57,6 +69,12 @@ impl Metered {
         if let Some(exchange) = self.exchange.take() {
             if let Some(tail) = &mut self.tail {
                 self.outcome.tokens = tail.tokens();
+            }
+            if let Some(estimate) = exchange.estimate() {
+                let events = self.events.as_ref().map(Events::count);
+                // An empty body may never be polled: it is whole all the same.
+                let complete = self.complete || self.inner.is_end_stream();
+                self.outcome.estimate = estimate.charge(self.outcome.tokens, events, complete);
             }
             let instance = self
                 .in_flight
@@ -90,12 +108,20 @@ impl HttpBody for Metered {
                     if let Some(tail) = &mut this.tail {
                         tail.push(data);
                     }
+                    if let Some(events) = &mut this.events {
+                        events.push(data);
+                    }
                 }
                 if this.inner.is_end_stream() {
+                    this.complete = true;
                     this.end();
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.end(),
+            Poll::Ready(None) => {
+                this.complete = true;
+                this.end();
+            }
+            Poll::Ready(Some(Err(_))) => this.end(),
             Poll::Pending => {}
         }
         polled

@@ -4,10 +4,14 @@
 //! the client left), the exchange is counted once: in the instance's and the key's metrics, and
 //! (unless it was a read: health, props, models, slots) in the activity record and the request log.
 
+mod awaiting;
 mod body;
+mod estimate;
 mod tokens;
 
+pub(crate) use awaiting::Awaiting;
 pub(crate) use body::Metered;
+pub(crate) use estimate::Estimate;
 pub use tokens::{Tail, Tokens};
 
 use crate::activity::{Record, Recorder, Route};
@@ -44,27 +48,27 @@ impl Meter {
     }
 
     /// Starts measuring a request that arrived at `started`, made by `caller` to `instance`,
-    /// whose tokens are charged to `quota` (its key's counters, if it has limits); `None` when
-    /// metering is off and there is no quota to charge. The caller is taken, not copied: the hot
-    /// path allocates nothing more for a read.
+    /// whose tokens are charged as `charge` says (if its key has limits); `None` when metering is
+    /// off and there is nothing to charge. The caller is taken, not copied: the hot path
+    /// allocates nothing more for a read.
     pub(crate) fn begin(
         &self,
         started: Instant,
         caller: Actor,
         instance: &str,
         route: Route,
-        quota: Option<Arc<KeyQuota>>,
+        charge: Option<Charge>,
     ) -> Option<Exchange> {
         let sinks = &self.sinks;
         if sinks.metrics.is_none()
             && sinks.activity.is_none()
             && !sinks.log_requests
-            && quota.is_none()
+            && charge.is_none()
         {
             return None;
         }
         Some(Exchange {
-            quota,
+            charge,
             meter: self.clone(),
             started,
             caller,
@@ -75,6 +79,15 @@ impl Meter {
     }
 }
 
+/// Where a limited key's answer is charged.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    /// The key's counters.
+    pub(crate) quota: Arc<KeyQuota>,
+    /// What to charge if the answer ends without usage; `None` unless the key has token limits.
+    pub(crate) estimate: Option<Estimate>,
+}
+
 /// One request being measured; counted once, by [`Exchange::finish`].
 #[derive(Debug)]
 pub(crate) struct Exchange {
@@ -82,7 +95,7 @@ pub(crate) struct Exchange {
     started: Instant,
     caller: Actor,
     /// Where the answer's tokens are charged, if the key has limits.
-    quota: Option<Arc<KeyQuota>>,
+    charge: Option<Charge>,
     /// The instance asked for; `None` for reads, which are not recorded or logged.
     instance: Option<String>,
     route: Route,
@@ -99,6 +112,9 @@ pub(crate) struct Outcome {
     pub(crate) tokens: Tokens,
     /// Whether the answer was a server-sent-event stream.
     pub(crate) streamed: bool,
+    /// The tokens charged instead of `tokens`, when the answer ended without them (see
+    /// [`Estimate`]); never in the metrics or the activity record, which keep what was reported.
+    pub(crate) estimate: Option<u64>,
 }
 
 impl Exchange {
@@ -112,6 +128,25 @@ impl Exchange {
         self.started.elapsed()
     }
 
+    /// What to charge if the answer ends without usage; `None` unless the key has token limits.
+    pub(crate) fn estimate(&self) -> Option<Estimate> {
+        self.charge.as_ref().and_then(|c| c.estimate)
+    }
+
+    /// Charges the estimate of an answer that never came: the request was sent to the backend,
+    /// and dropped (the client left) before the answer began. Nothing else is counted.
+    fn abandon(self) {
+        if let Some(Charge {
+            quota,
+            estimate: Some(estimate),
+        }) = self.charge
+        {
+            if let Some(tokens) = estimate.charge(Tokens::default(), None, false) {
+                quota.charge(tokens, crate::quota::Moment::now());
+            }
+        }
+    }
+
     /// Counts the exchange: in `instance`'s metrics (the instance it reached, if any) and the
     /// key's; unless it was a read (health, props, models, slots: no inference, and a load
     /// balancer's probes would flood them), in the activity record and the request log.
@@ -122,10 +157,12 @@ impl Exchange {
             first_byte,
             tokens,
             streamed,
+            estimate,
         } = outcome;
-        if let Some(quota) = &self.quota {
-            let used = tokens.prompt.unwrap_or(0) + tokens.completion.unwrap_or(0);
-            quota.charge(used, crate::quota::Moment::now());
+        if let Some(charge) = &self.charge {
+            let used = estimate
+                .unwrap_or_else(|| tokens.prompt.unwrap_or(0) + tokens.completion.unwrap_or(0));
+            charge.quota.charge(used, crate::quota::Moment::now());
         }
         let sinks = &*self.meter.sinks;
         let Actor {

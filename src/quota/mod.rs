@@ -5,7 +5,9 @@
 //! - Tokens are charged when the answer's usage is known (see [`crate::metering`]), also for a
 //!   stream, which is never cut: a request is admitted while some token budget is left, so a window
 //!   overshoots by at most the answers already in flight when it ran out. Their whole usage is
-//!   charged to the window in which they end; the key is refused until that window resets.
+//!   charged to the window in which they end; the key is refused until that window resets. An
+//!   answer that ends without its usage (cut short) is charged an estimate instead, for a key with
+//!   token limits (see [`crate::metering`]'s `estimate`).
 //! - Counters live in memory, one [`KeyQuota`] per limited key, reached from the cached key: the
 //!   hot path takes one uncontended lock. They are written to the database in batches
 //!   ([`Quotas::flush`]) and read back at start ([`Quotas::load`]).
@@ -63,6 +65,11 @@ impl Limit {
 /// True if any limit is set.
 pub fn any(limits: &Limits) -> bool {
     Limit::ALL.iter().any(|l| l.of(limits).is_some())
+}
+
+/// True if a token limit is set (then an answer without usage is charged an estimate).
+pub fn limits_tokens(limits: &Limits) -> bool {
+    limits.tokens_per_minute.is_some() || limits.tokens_per_day.is_some()
 }
 
 #[derive(Debug, Default)]
