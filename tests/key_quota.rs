@@ -1,7 +1,8 @@
 //! A key's quotas against the real server binary and the stand-in backend: requests per minute
 //! exact under 50 concurrent requests, token quotas overshooting by no more than the answers in
 //! flight, `Retry-After` and every `x-ratelimit-*` header on 429s and 200s, usage on the key and in
-//! whoami, and counters that survive a restart.
+//! whoami, counters that survive a restart, and answers cut before their usage charged an
+//! estimate.
 //!
 //! Windows are fixed UTC minutes: a test that needs one minute's counts waits, before it starts,
 //! until the current minute has room left for it (it never races the boundary).
@@ -407,4 +408,111 @@ async fn counters_are_saved_while_the_server_runs_so_a_crash_keeps_them() {
     let server = server.restart().await;
     let usage = key_of(&server, &id).await["usage"].clone();
     assert_eq!(usage["tokens_per_day"]["used"], 20, "{usage}");
+}
+
+/// Tokens charged to key `id` today.
+async fn used_today(server: &TestServer, id: &str) -> u64 {
+    let key = key_of(server, id).await;
+    key["usage"]["tokens_per_day"]["used"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key}"))
+}
+
+/// The prompt estimate of a request with `body`: its bytes / 4, rounded up (as reqwest sends it).
+fn prompt_estimate(body: &Value) -> u64 {
+    serde_json::to_vec(body).unwrap().len().div_ceil(4) as u64
+}
+
+#[tokio::test]
+async fn a_stream_left_before_its_usage_is_charged_its_events_and_the_prompt_estimate() {
+    let server = TestServer::start(Options::fake()).await;
+    running(&server, "m").await;
+    let (token, id) = server
+        .new_key(json!({"name": "app", "kind": "inference", "limits": {"tokens_per_day": 100000}}))
+        .await;
+    // Run to its end, it would report 1000 + 200 tokens.
+    let body = json!({"model": "m", "stream": true, "max_tokens": 200, "fake_chunk_delay": 0.05,
+                      "fake_prompt_tokens": 1000,
+                      "messages": [{"role": "user", "content": "tell me a long story"}]});
+    let estimate = prompt_estimate(&body);
+
+    // Read three events, then leave.
+    let client = reqwest::Client::new();
+    let mut resp = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut text = String::new();
+    while text.matches("data:").count() < 3 {
+        let chunk = resp.chunk().await.expect("chunk").expect("more events");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let seen = text.matches("data:").count() as u64;
+    drop(resp);
+    drop(client);
+
+    common::eventually_async(
+        "the cut stream charged",
+        Duration::from_secs(20),
+        || async { used_today(&server, &id).await > 0 },
+    )
+    .await;
+    let used = used_today(&server, &id).await;
+    // The prompt estimate, and one token per event passed: at least those the client read, fewer
+    // than the whole stream's.
+    assert!(used >= estimate + seen, "{used} < {estimate} + {seen}");
+    assert!(used < estimate + 200, "{used}: more than the events sent");
+
+    // A stream read to its end is charged exactly what the backend reported.
+    let whole = chat(&server, &token, true).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    assert_eq!(used_today(&server, &id).await, used + 10);
+}
+
+#[tokio::test]
+async fn a_plain_answer_the_client_leaves_before_it_comes_is_charged_the_prompt_estimate() {
+    let server = TestServer::start(Options::fake()).await;
+    running(&server, "m").await;
+    let (token, id) = server
+        .new_key(
+            json!({"name": "app", "kind": "inference", "limits": {"tokens_per_minute": 100000}}),
+        )
+        .await;
+    room_in_minute(20).await;
+    // Answered after 3 s, it would report 1000 + 1 tokens; the client gives up after 0.5 s.
+    let body = json!({"model": "m", "fake_delay": 3, "fake_prompt_tokens": 1000,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let err = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect_err("the client gives up first");
+    assert!(err.is_timeout(), "{err}");
+    drop(client);
+
+    let used = || async {
+        key_of(&server, &id).await["usage"]["tokens_per_minute"]["used"]
+            .as_u64()
+            .unwrap()
+    };
+    common::eventually_async(
+        "the cut answer charged",
+        Duration::from_secs(20),
+        || async { used().await > 0 },
+    )
+    .await;
+    assert_eq!(used().await, prompt_estimate(&body));
+    // Its answer, had it come later, is not charged again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(used().await, prompt_estimate(&body));
 }
