@@ -21,6 +21,7 @@ pub(crate) mod names;
 pub(crate) mod supervisor;
 pub(crate) mod throttle;
 pub(crate) mod timestamp;
+pub(crate) mod ui;
 pub(crate) mod upstream;
 
 pub use app::Application;

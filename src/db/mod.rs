@@ -5,6 +5,7 @@ pub mod backup;
 pub mod history;
 pub mod instances;
 pub mod keys;
+pub mod sessions;
 
 use crate::error::{Error, Result};
 use crate::events::Events;
