@@ -1,7 +1,8 @@
 //! What every mutating dashboard request must show, beyond SameSite=Strict (which older browsers
 //! and same-site subdomains do not honour):
 //! - it comes from llamactl's own pages: `Sec-Fetch-Site`, when the browser sends it, says
-//!   same-origin (or none: typed by the user), and `Origin`, when sent, names the host addressed;
+//!   same-origin (or none: typed by the user), and `Origin`, when it names one, names the host
+//!   addressed;
 //! - with a session, it carries the session's CSRF token (a form field or the `X-CSRF-Token`
 //!   header), which a page of another origin cannot read.
 
@@ -20,7 +21,10 @@ pub fn same_origin(headers: &HeaderMap) -> Result<()> {
             return Err(cross_site());
         }
     }
-    if let Some(origin) = text(header::ORIGIN) {
+    // Our pages send no Referer (Referrer-Policy: no-referrer), so the browser sends their form
+    // posts with `Origin: null`, which says nothing either way: `Sec-Fetch-Site` and the CSRF token
+    // decide then.
+    if let Some(origin) = text(header::ORIGIN).filter(|o| *o != "null") {
         let authority = origin.split_once("://").map(|(_, rest)| rest);
         if authority.is_none() || authority != text(header::HOST) {
             return Err(cross_site());
@@ -69,6 +73,11 @@ mod tests {
             ],
             &[("sec-fetch-site", "same-origin")],
             &[("sec-fetch-site", "none")],
+            &[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin"),
+            ],
         ];
         for pairs in ok {
             assert!(same_origin(&headers(pairs)).is_ok(), "{pairs:?}");
@@ -80,7 +89,7 @@ mod tests {
                 ("host", "127.0.0.1:8080"),
                 ("origin", "http://evil.example"),
             ],
-            &[("host", "127.0.0.1:8080"), ("origin", "null")],
+            &[("origin", "null"), ("sec-fetch-site", "cross-site")],
             &[("origin", "http://127.0.0.1:8080")],
         ];
         for pairs in refused {

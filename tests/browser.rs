@@ -1,0 +1,74 @@
+//! Browser tests: the dashboard in a real headless Chromium (Debian's `chromium`), driven by
+//! Playwright for Python, against a llamactl this test starts with the stand-in backend.
+//! Screenshots go to `target/browser-screenshots/`.
+//!
+//! Ignored by a plain `cargo test`: `make browser` (part of `make test`) installs Chromium and
+//! Playwright and runs them with `LLAMACTL_TEST_PYTHON` (a Python with Playwright) and
+//! `LLAMACTL_TEST_CHROMIUM` (the browser) set.
+
+mod common;
+
+use common::{Options, TestServer, ADMIN_KEY};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The Python with Playwright, and Chromium.
+fn tools() -> (String, String) {
+    let python = std::env::var("LLAMACTL_TEST_PYTHON")
+        .expect("LLAMACTL_TEST_PYTHON: a Python with Playwright (make browser sets it)");
+    let chromium =
+        std::env::var("LLAMACTL_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    (python, chromium)
+}
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots")
+}
+
+/// Runs one script of `tests/browser/` with these variables; panics with its output if it fails.
+fn run_script(script: &str, env: &[(&str, &str)]) {
+    let (python, chromium) = tools();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("CHROMIUM", chromium)
+        .env("SCREENSHOTS", screenshots())
+        .output()
+        .expect("run the browser script");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn sign_in_see_the_landing_page_sign_out_and_a_revoked_keys_session_is_gone() {
+    let server = TestServer::start(Options::fake()).await;
+    let (key, id) = server
+        .new_key(json!({"name": "browser-test", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "sign_in.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("LLAMACTL_KEY_ID", &id),
+                ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    for shot in ["home.png", "sign-in.png", "sign-in-error.png"] {
+        assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
+    }
+}
