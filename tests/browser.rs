@@ -68,7 +68,43 @@ async fn sign_in_see_the_landing_page_sign_out_and_a_revoked_keys_session_is_gon
     })
     .await
     .expect("browser script");
-    for shot in ["home.png", "sign-in.png", "sign-in-error.png"] {
+    for shot in ["sign-in.png", "sign-in-error.png"] {
+        assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the_error_at_its_field(
+) {
+    let server = TestServer::start(Options::fake()).await;
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let ready = tempfile::tempdir().expect("temp dir");
+    let ready_file = ready.path().join("ready");
+    let base = server.base.clone();
+    let ready_path = ready_file.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "instances.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("READY_FILE", &ready_path),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    // What the page did is what the API sees.
+    assert_eq!(server.status("web").await, "stopped");
+    assert_eq!(server.get("bad").await.0.as_u16(), 404);
+    for shot in [
+        "instances.png",
+        "instances-phone.png",
+        "instance-new-error.png",
+    ] {
         assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
     }
 }

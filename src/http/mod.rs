@@ -3,7 +3,7 @@
 mod activity;
 mod browser;
 pub mod connection;
-mod events;
+pub(crate) mod events;
 mod extract;
 mod forward;
 pub(crate) mod guard;

@@ -14,6 +14,7 @@ mod runtimes;
 
 pub(crate) use collect::{Format, InstanceSample, Scrape};
 pub use instance::InstanceMetrics;
+pub(crate) use process::started_at;
 pub use runtimes::Runtimes;
 
 use crate::metering::Tokens;

@@ -38,6 +38,14 @@ pub(super) fn this_process() -> Sample {
     }
 }
 
+/// When process `pid` started, in Unix seconds (for an instance's uptime).
+pub(crate) fn started_at(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    let started: f64 = fields.get(19)?.parse().ok()?;
+    Some(boot_time()? + started / clock_ticks()?)
+}
+
 /// Resident memory of process `pid`.
 pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
     resident_bytes_of(&pid.to_string())

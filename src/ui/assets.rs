@@ -6,6 +6,10 @@ use axum::response::IntoResponse;
 /// The stylesheet.
 const APP_CSS: &str = include_str!("assets/app.css");
 
+/// The one script: confirmations, live rows from the event stream, the log viewer, copy buttons.
+/// Hand-written and small, so there is no build step and nothing fetched from elsewhere.
+const APP_JS: &str = include_str!("assets/app.js");
+
 /// `GET /assets/app.css`.
 pub async fn stylesheet() -> impl IntoResponse {
     (
@@ -15,5 +19,16 @@ pub async fn stylesheet() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         APP_CSS,
+    )
+}
+
+/// `GET /assets/app.js`.
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        APP_JS,
     )
 }

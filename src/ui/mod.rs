@@ -5,29 +5,48 @@
 //! - `signed_in`: the extractor that turns a request's cookie into the API's [`Caller`];
 //! - `forms`: the checks on every mutating request (same origin, the session's CSRF token);
 //! - `headers`: the security headers every page carries;
-//! - `pages`: the handlers; `templates`: what they render (the HTML is in the crate's
-//!   `templates/`); `assets`: the stylesheet.
+//! - `chrome`: what frames every signed-in page (who, navigation, sign-out);
+//! - `pages`: sign-in and sign-out; `instances`: the instances table and its buttons, with
+//!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
+//!   `live`: the event stream the pages' script listens to;
+//! - `templates`: what they render (the HTML is in the crate's `templates/`); `assets`: the
+//!   stylesheet and the script.
+//!
+//! The routes are HTML for people, not API: they are left out of the OpenAPI document.
 //!
 //! [`Caller`]: crate::auth::Caller
 
 mod assets;
+mod chrome;
 mod cookie;
 mod forms;
 mod headers;
+mod instance_form;
+mod instances;
+mod live;
 mod pages;
+mod rows;
 mod signed_in;
 mod templates;
 
 use crate::http::AppState;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Router};
 
 /// The dashboard's routes, each answer with the security headers.
 pub fn router(_state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/", get(pages::home))
+        .route("/", get(instances::list))
         .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
-        .route("/sign-out", axum::routing::post(pages::sign_out))
+        .route("/sign-out", post(pages::sign_out))
+        .route("/ui/events", get(live::events))
+        .route(
+            "/instances/new",
+            get(instances::new_form).post(instances::create),
+        )
+        .route("/instances/{name}/row", get(instances::row))
+        .route("/instances/{name}/{operation}", post(instances::operate))
         .route("/assets/app.css", get(assets::stylesheet))
+        .route("/assets/app.js", get(assets::script))
         .layer(middleware::map_response(headers::secure))
 }

@@ -1,9 +1,9 @@
-//! The dashboard's handlers: sign in, the landing page, sign out.
+//! The dashboard's session handlers: sign in, sign out.
 
 use super::cookie;
 use super::forms;
 use super::signed_in::{ClientAddr, SignedIn};
-use super::templates::{render, HomePage, PageError, SignInPage};
+use super::templates::{render, PageError, SignInPage};
 use crate::error::Error;
 use crate::http::AppState;
 use axum::extract::rejection::FormRejection;
@@ -26,32 +26,6 @@ pub struct SignInForm {
 pub struct SignOutForm {
     /// The session's CSRF token.
     csrf: Option<String>,
-}
-
-/// `GET /`: who is signed in, with what key.
-pub async fn home(viewer: SignedIn) -> Response {
-    let caller = &viewer.caller;
-    let scope = match caller.access().scope.names() {
-        None => "every instance".to_string(),
-        Some(names) if names.is_empty() => "no instance".to_string(),
-        Some(names) => names.join(", "),
-    };
-    let page = HomePage {
-        name: caller.actor.name.clone(),
-        // A session says its key's kind; an open API's anonymous caller is an operator.
-        kind: match &viewer.session {
-            Some((session, _)) => crate::names::name_of(&session.kind),
-            None if caller.is_operator() => "management".into(),
-            None => "inference".into(),
-        },
-        scope,
-        expires: viewer.session.as_ref().and_then(|(s, _)| {
-            chrono::DateTime::from_timestamp(s.expires_at, 0).map(|at| at.to_rfc3339())
-        }),
-        csrf: viewer.session.as_ref().map(|(s, _)| s.csrf.clone()),
-        version: env!("CARGO_PKG_VERSION"),
-    };
-    render(StatusCode::OK, &page)
 }
 
 /// `GET /sign-in`: the form, unless a session is in force already.

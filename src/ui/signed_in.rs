@@ -22,6 +22,32 @@ pub struct SignedIn {
     pub session: Option<(Session, String)>,
 }
 
+impl SignedIn {
+    /// 403 unless the viewer may manage (a management key, or anyone while the management API is
+    /// open): the API's own rule, with its message.
+    pub fn ensure_operator(&self) -> crate::error::Result<()> {
+        if self.caller.is_operator() {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Forbidden(
+                "an inference key cannot use the management API".into(),
+            ))
+        }
+    }
+
+    /// 403 unless a mutating request comes from our own page and, with a session, carries its
+    /// CSRF token.
+    pub fn check_form(&self, headers: &HeaderMap, csrf: &str) -> crate::error::Result<()> {
+        super::forms::same_origin(headers)?;
+        match &self.session {
+            Some((session, _)) => {
+                super::forms::csrf(session, headers, Some(csrf).filter(|c| !c.is_empty()))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// The peer's IP, with IPv4-mapped IPv6 addresses folded to IPv4, as the API's guard does.
 pub fn client_addr(extensions: &Extensions) -> Option<IpAddr> {
     extensions

@@ -1,6 +1,9 @@
 //! What the pages render: one struct per template in the crate's `templates/`, so a template that names a
 //! field the struct lacks does not compile. askama escapes every value for HTML.
 
+use super::chrome::Chrome;
+use super::instance_form::{FieldError, InstanceForm};
+use super::rows::InstanceRow;
 use crate::error::Error;
 use askama::Template;
 use axum::http::{header, StatusCode};
@@ -14,22 +17,55 @@ pub struct SignInPage {
     pub error: Option<String>,
 }
 
-/// The landing page of a signed-in viewer.
+/// The instances table, the landing page.
 #[derive(Template)]
-#[template(path = "home.html")]
-pub struct HomePage {
-    /// Whose key it is.
-    pub name: String,
-    /// `management` or `inference`.
-    pub kind: String,
-    /// Which instances the key reaches, in words.
-    pub scope: String,
-    /// When the session ends (RFC 3339), if it is a session.
-    pub expires: Option<String>,
-    /// The session's CSRF token for the sign-out form, if it is a session.
-    pub csrf: Option<String>,
-    /// llamactl's version.
-    pub version: &'static str,
+#[template(path = "instances.html")]
+pub struct InstancesPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// One row per instance the viewer may see.
+    pub rows: Vec<InstanceRow>,
+}
+
+/// One row of the table alone, for the page's script to swap in when an event says it changed.
+#[derive(Template)]
+#[template(path = "instance_row.html")]
+pub struct InstanceRowFragment {
+    /// The frame (the row's forms need its CSRF token and whether to offer them).
+    pub chrome: Chrome,
+    /// The row.
+    pub row: InstanceRow,
+}
+
+/// The create-instance form, blank or with the last attempt and its error.
+#[derive(Template)]
+#[template(path = "instance_new.html")]
+pub struct NewInstancePage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// What was typed.
+    pub form: InstanceForm,
+    /// Why it was refused, and where.
+    pub error: Option<FieldError>,
+}
+
+impl NewInstancePage {
+    /// The error message if it belongs at `key`'s field.
+    pub fn error_at(&self, key: &str) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|e| e.field.key() == key)
+            .map(|e| e.message.as_str())
+    }
+
+    /// `selected` if the choice field `value` holds `option`.
+    pub fn chosen(&self, value: &str, option: &str) -> &'static str {
+        if value == option {
+            "selected"
+        } else {
+            ""
+        }
+    }
 }
 
 /// A refusal or failure, as a page.

@@ -61,7 +61,7 @@ def main():
         expect(page).to_have_url(f"{URL}/")
         expect(page.locator("#who")).to_have_text("browser-test")
         expect(page.locator("#kind")).to_have_text("management")
-        page.screenshot(path=f"{SHOTS}/home.png", full_page=True)
+        page.screenshot(path=f"{SHOTS}/signed-in.png", full_page=True)
         # The key is in no page and in no storage a script can read.
         assert KEY not in page.content(), "the key is in the page"
         stored = page.evaluate("() => JSON.stringify([localStorage, sessionStorage, document.cookie])")

@@ -1,0 +1,113 @@
+// llamactl's dashboard script: small, hand-written, loaded from this server only (the CSP allows
+// no inline script). Pages work without it; it adds confirmations, live rows from the event
+// stream (no polling), running clocks, the live log viewer and copy buttons.
+(function () {
+  "use strict";
+
+  // Buttons that change things ask first.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+
+  // Spans since a moment ("3m 4s"), as the server writes them (rows.rs, `ago`), kept running by
+  // the browser's clock: no request is made for them.
+  function ago(secs) {
+    var s = Math.max(0, Math.floor(secs));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+    if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+    return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+  }
+  function tick() {
+    var now = Date.now() / 1000;
+    document.querySelectorAll("[data-since]").forEach(function (el) {
+      el.textContent = ago(now - Number(el.getAttribute("data-since"))) + (el.getAttribute("data-suffix") || "");
+    });
+  }
+  setInterval(tick, 1000);
+
+  // A session that ended sends every fetch to the sign-in page: go there.
+  function signedOut(response) {
+    if (response.redirected && new URL(response.url).pathname === "/sign-in") {
+      window.location.assign("/sign-in");
+      return true;
+    }
+    return false;
+  }
+
+  // Live rows: each event names an instance; its row is fetched anew and swapped in.
+  var table = document.querySelector("[data-live-instances]");
+  function refreshRow(name) {
+    var id = "instance-" + name;
+    fetch("/instances/" + encodeURIComponent(name) + "/row", { headers: { Accept: "text/html" } })
+      .then(function (response) {
+        if (signedOut(response)) return;
+        var existing = document.getElementById(id);
+        if (response.status === 404 || response.status === 403) {
+          if (existing) existing.remove();
+          return;
+        }
+        if (!response.ok) return;
+        return response.text().then(function (html) {
+          var template = document.createElement("template");
+          template.innerHTML = html.trim();
+          var row = template.content.firstElementChild;
+          var current = document.getElementById(id);
+          if (current) {
+            current.replaceWith(row);
+          } else {
+            var body = table.querySelector("tbody");
+            if (body) body.appendChild(row);
+            var empty = document.getElementById("no-instances");
+            if (empty) empty.remove();
+          }
+          tick();
+        });
+      })
+      .catch(function () {});
+  }
+  if (table && window.EventSource) {
+    var state = document.getElementById("live-state");
+    var source = new EventSource("/ui/events");
+    var onEvent = function (event) {
+      try {
+        var data = JSON.parse(event.data);
+        if (data.instance) refreshRow(data.instance);
+      } catch (e) {
+        // An event that is not JSON changes no row.
+      }
+    };
+    source.addEventListener("status", onEvent);
+    source.addEventListener("history", onEvent);
+    var refreshAll = function () {
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        refreshRow(row.id.replace(/^instance-/, ""));
+      });
+    };
+    source.addEventListener("lagged", refreshAll);
+    // What changed between the page's rendering and the stream's (re)connection was sent to no
+    // one: catch up once connected.
+    source.addEventListener("open", function () {
+      if (state) state.textContent = "Live: updates arrive as they happen.";
+      refreshAll();
+    });
+    source.addEventListener("error", function () {
+      if (state) state.textContent = "Live updates interrupted; reconnecting…";
+    });
+  }
+
+  // Copy buttons: data-copy names the element whose text is copied.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(
+      function () { button.textContent = "Copied"; },
+      function () { button.textContent = "Select and copy"; }
+    );
+  });
+})();
