@@ -108,3 +108,38 @@ async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the
         assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn one_instance_shows_its_command_definition_history_and_a_live_log_to_follow_pause_and_search(
+) {
+    let server = TestServer::start(Options::fake()).await;
+    let (status, _) = server
+        .create(
+            "chat",
+            json!({"model": "/models/demo.gguf", "ctx_size": 512}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("chat", "running", std::time::Duration::from_secs(20))
+        .await;
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "instance.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
+                ("INSTANCE", "chat"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    assert!(screenshots().join("instance.png").is_file());
+}

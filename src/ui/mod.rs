@@ -8,6 +8,7 @@
 //! - `chrome`: what frames every signed-in page (who, navigation, sign-out);
 //! - `pages`: sign-in and sign-out; `instances`: the instances table and its buttons, with
 //!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
+//!   `instance_page`: one instance (definition, command line, live log, history);
 //!   `live`: the event stream the pages' script listens to;
 //! - `templates`: what they render (the HTML is in the crate's `templates/`); `assets`: the
 //!   stylesheet and the script.
@@ -22,6 +23,7 @@ mod cookie;
 mod forms;
 mod headers;
 mod instance_form;
+mod instance_page;
 mod instances;
 mod live;
 mod pages;
@@ -44,7 +46,9 @@ pub fn router(_state: AppState) -> Router<AppState> {
             "/instances/new",
             get(instances::new_form).post(instances::create),
         )
+        .route("/instances/{name}", get(instance_page::show))
         .route("/instances/{name}/row", get(instances::row))
+        .route("/instances/{name}/log", get(instance_page::log))
         .route("/instances/{name}/{operation}", post(instances::operate))
         .route("/assets/app.css", get(assets::stylesheet))
         .route("/assets/app.js", get(assets::script))

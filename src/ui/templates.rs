@@ -37,6 +37,48 @@ pub struct InstanceRowFragment {
     pub row: InstanceRow,
 }
 
+/// One instance's page.
+#[derive(Template)]
+#[template(path = "instance.html")]
+pub struct InstancePage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The instance.
+    pub name: String,
+    /// Its row, alone (a list so the live table's markup and script serve here too).
+    pub rows: Vec<InstanceRow>,
+    /// The definition as JSON, secret-looking values hidden (operators only; else empty).
+    pub definition: String,
+    /// The command line it runs (operators only; else empty).
+    pub command: String,
+    /// Its latest history, newest first (operators only).
+    pub history: Vec<HistoryLine>,
+}
+
+/// One history row as the page shows it.
+#[derive(Debug, Clone)]
+pub struct HistoryLine {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// What happened.
+    pub event: String,
+    /// Who caused it.
+    pub actor: String,
+    /// More about it.
+    pub detail: String,
+}
+
+impl From<crate::db::history::HistoryRow> for HistoryLine {
+    fn from(row: crate::db::history::HistoryRow) -> Self {
+        HistoryLine {
+            time: crate::timestamp::format_millis(row.at_ms),
+            event: row.event,
+            actor: row.actor,
+            detail: row.detail.unwrap_or_default(),
+        }
+    }
+}
+
 /// The create-instance form, blank or with the last attempt and its error.
 #[derive(Template)]
 #[template(path = "instance_new.html")]

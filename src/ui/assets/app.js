@@ -99,6 +99,72 @@
     });
   }
 
+  // The live log: the server's follow stream read as it arrives. Follow keeps the end in view;
+  // Pause holds new lines back (and says how many wait); Search shows only matching lines.
+  var log = document.querySelector("[data-log]");
+  if (log && window.fetch && window.TextDecoder) {
+    var MAX_LINES = 5000;
+    var lines = [];
+    var held = [];
+    var partial = "";
+    var paused = false;
+    var follow = document.getElementById("log-follow");
+    var pause = document.getElementById("log-pause");
+    var search = document.getElementById("log-search");
+    var logState = document.getElementById("log-state");
+    var render = function () {
+      var needle = search ? search.value : "";
+      var shown = needle ? lines.filter(function (l) { return l.indexOf(needle) !== -1; }) : lines;
+      log.textContent = shown.join("\n");
+      if (logState) {
+        logState.textContent = (needle ? shown.length + " of " + lines.length + " lines match" : lines.length + " lines") +
+          (paused ? " · paused, " + held.length + " new waiting" : "");
+      }
+      if (follow && follow.checked && !paused) log.scrollTop = log.scrollHeight;
+    };
+    var take = function (text) {
+      var parts = (partial + text).split("\n");
+      partial = parts.pop();
+      (paused ? held : lines).push.apply(paused ? held : lines, parts);
+      if (lines.length > MAX_LINES) lines.splice(0, lines.length - MAX_LINES);
+      render();
+    };
+    if (pause) {
+      pause.addEventListener("click", function () {
+        paused = !paused;
+        pause.textContent = paused ? "Resume" : "Pause";
+        pause.setAttribute("aria-pressed", String(paused));
+        if (!paused) {
+          lines.push.apply(lines, held);
+          held = [];
+        }
+        render();
+      });
+    }
+    if (search) search.addEventListener("input", render);
+    if (follow) follow.addEventListener("change", render);
+    fetch(log.getAttribute("data-log"), { headers: { Accept: "text/plain" } })
+      .then(function (response) {
+        if (signedOut(response) || !response.ok || !response.body) return;
+        var reader = response.body.getReader();
+        var decoder = new TextDecoder();
+        var pump = function () {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) {
+              if (logState) logState.textContent += " · log ended";
+              return;
+            }
+            take(decoder.decode(chunk.value, { stream: true }));
+            return pump();
+          });
+        };
+        return pump();
+      })
+      .catch(function () {
+        if (logState) logState.textContent = "Log stream interrupted; reload to resume.";
+      });
+  }
+
   // Copy buttons: data-copy names the element whose text is copied.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
