@@ -143,3 +143,37 @@ async fn one_instance_shows_its_command_definition_history_and_a_live_log_to_fol
     .expect("browser script");
     assert!(screenshots().join("instance.png").is_file());
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn keys_are_created_shown_once_and_revoked_and_an_inference_key_sees_only_its_instances() {
+    let server = TestServer::start(Options::fake()).await;
+    for name in ["alpha", "beta"] {
+        let (status, _) = server
+            .create(name, json!({"model": "/models/demo.gguf"}))
+            .await;
+        assert_eq!(status.as_u16(), 201);
+    }
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "keys.py",
+            &[("LLAMACTL_URL", &base), ("LLAMACTL_KEY", &key)],
+        )
+    })
+    .await
+    .expect("browser script");
+    // The page's revocation is the API's: the key is revoked there too.
+    let (_, keys) = server
+        .call(reqwest::Method::GET, "/api/v1/auth/keys", None)
+        .await;
+    let chat = keys
+        .as_array()
+        .and_then(|all| all.iter().find(|k| k["name"] == "chat-app"))
+        .expect("the key made in the page");
+    assert_eq!(chat["status"], "revoked");
+    assert_eq!(chat["instances"], json!(["alpha"]));
+}

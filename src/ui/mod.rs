@@ -9,6 +9,7 @@
 //! - `pages`: sign-in and sign-out; `instances`: the instances table and its buttons, with
 //!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
 //!   `instance_page`: one instance (definition, command line, live log, history);
+//!   `keys`: the keys page (list, create with the secret shown once, revoke);
 //!   `live`: the event stream the pages' script listens to;
 //! - `templates`: what they render (the HTML is in the crate's `templates/`); `assets`: the
 //!   stylesheet and the script.
@@ -25,6 +26,7 @@ mod headers;
 mod instance_form;
 mod instance_page;
 mod instances;
+mod keys;
 mod live;
 mod pages;
 mod rows;
@@ -50,6 +52,8 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/instances/{name}/row", get(instances::row))
         .route("/instances/{name}/log", get(instance_page::log))
         .route("/instances/{name}/{operation}", post(instances::operate))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/assets/app.css", get(assets::stylesheet))
         .route("/assets/app.js", get(assets::script))
         .layer(middleware::map_response(headers::secure))

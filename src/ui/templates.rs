@@ -3,6 +3,7 @@
 
 use super::chrome::Chrome;
 use super::instance_form::{FieldError, InstanceForm};
+use super::keys::KeyForm;
 use super::rows::InstanceRow;
 use crate::error::Error;
 use askama::Template;
@@ -75,6 +76,84 @@ impl From<crate::db::history::HistoryRow> for HistoryLine {
             event: row.event,
             actor: row.actor,
             detail: row.detail.unwrap_or_default(),
+        }
+    }
+}
+
+/// The keys page.
+#[derive(Template)]
+#[template(path = "keys.html")]
+pub struct KeysPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// Every key, newest first.
+    pub keys: Vec<KeyLine>,
+    /// The create form's values.
+    pub form: KeyForm,
+    /// The create form's refusal: the field it concerns (`form` for none) and the API's message.
+    pub error: Option<(&'static str, String)>,
+    /// A key just made: its name and whole token, shown this once.
+    pub created: Option<(String, String)>,
+}
+
+impl KeysPage {
+    /// The error message if it belongs at `field`.
+    pub fn error_at(&self, field: &str) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// `selected` if the kind chosen is `kind`.
+    pub fn kind_selected(&self, kind: &str) -> &'static str {
+        if self.form.kind == kind {
+            "selected"
+        } else {
+            ""
+        }
+    }
+}
+
+/// One key as the keys page lists it.
+#[derive(Debug, Clone)]
+pub struct KeyLine {
+    /// Public id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// `management` or `inference`.
+    pub kind: String,
+    /// Its instances in words.
+    pub instances: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// RFC 3339 or `never`.
+    pub expires: String,
+    /// RFC 3339 or `never`.
+    pub last_used: String,
+    /// RFC 3339.
+    pub created: String,
+}
+
+fn when(secs: Option<i64>) -> String {
+    secs.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(|| "never".into(), |at| at.to_rfc3339())
+}
+
+impl From<crate::auth::model::KeyInfo> for KeyLine {
+    fn from(key: crate::auth::model::KeyInfo) -> Self {
+        KeyLine {
+            instances: key
+                .instances
+                .map_or_else(|| "all".into(), |names| names.join(", ")),
+            kind: crate::names::name_of(&key.kind),
+            status: crate::names::name_of(&key.status),
+            expires: when(key.expires_at),
+            last_used: when(key.last_used_at),
+            created: when(Some(key.created_at)),
+            id: key.id,
+            name: key.name,
         }
     }
 }

@@ -20,16 +20,23 @@ def browser_page():
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.problems = problems
+        page = another_page(browser, problems)
         yield page
         browser.close()
     if problems:
         sys.exit("console errors:\n" + "\n".join(problems))
+
+
+def another_page(browser, problems):
+    """A page in a new context (its own cookies: another person), recording errors in `problems`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=URL)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.problems = problems
+    return page
 
 
 def sign_in(page, key):
