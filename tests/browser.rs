@@ -177,3 +177,34 @@ async fn keys_are_created_shown_once_and_revoked_and_an_inference_key_sees_only_
     assert_eq!(chat["status"], "revoked");
     assert_eq!(chat["instances"], json!(["alpha"]));
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn the_system_page_shows_versions_devices_running_against_the_limit_and_memory() {
+    let server =
+        TestServer::start(Options::fake().with_yaml("instances:\n  max_running_instances: 3\n"))
+            .await;
+    let (status, _) = server
+        .create("alpha", json!({"model": "/models/demo.gguf"}))
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("alpha", "running", std::time::Duration::from_secs(20))
+        .await;
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "system.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("INSTANCE", "alpha"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+}

@@ -16,7 +16,7 @@ mod openai;
 pub mod openapi;
 mod proxy;
 pub mod serve;
-mod system;
+pub(crate) mod system;
 mod usage;
 
 use crate::activity::Recorder;

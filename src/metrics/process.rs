@@ -46,8 +46,13 @@ pub(crate) fn started_at(pid: u32) -> Option<f64> {
     Some(boot_time()? + started / clock_ticks()?)
 }
 
+/// Resident memory of llamactl itself.
+pub(crate) fn own_resident_bytes() -> Option<u64> {
+    resident_bytes_of("self")
+}
+
 /// Resident memory of process `pid`.
-pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
     resident_bytes_of(&pid.to_string())
 }
 

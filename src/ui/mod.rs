@@ -10,6 +10,7 @@
 //!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
 //!   `instance_page`: one instance (definition, command line, live log, history);
 //!   `keys`: the keys page (list, create with the secret shown once, revoke);
+//!   `system`: versions, devices, running against the limit, memory;
 //!   `live`: the event stream the pages' script listens to;
 //! - `templates`: what they render (the HTML is in the crate's `templates/`); `assets`: the
 //!   stylesheet and the script.
@@ -31,6 +32,7 @@ mod live;
 mod pages;
 mod rows;
 mod signed_in;
+mod system;
 mod templates;
 
 use crate::http::AppState;
@@ -54,6 +56,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/instances/{name}/{operation}", post(instances::operate))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/system", get(system::show))
         .route("/assets/app.css", get(assets::stylesheet))
         .route("/assets/app.js", get(assets::script))
         .layer(middleware::map_response(headers::secure))

@@ -158,6 +158,49 @@ impl From<crate::auth::model::KeyInfo> for KeyLine {
     }
 }
 
+/// The system page.
+#[derive(Template)]
+#[template(path = "system.html")]
+pub struct SystemPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// llamactl's version.
+    pub version: &'static str,
+    /// The commit it was built from.
+    pub commit: &'static str,
+    /// When.
+    pub build_time: &'static str,
+    /// The backend command as configured.
+    pub backend: String,
+    /// What `llama-server --version` printed (or why it could not run).
+    pub backend_version: String,
+    /// What `llama-server --list-devices` printed.
+    pub devices: String,
+    /// Instances defined.
+    pub instances: usize,
+    /// Instances holding a process.
+    pub running: usize,
+    /// `max_instances`, in words.
+    pub max_instances: String,
+    /// `max_running_instances`, in words.
+    pub max_running: String,
+    /// llamactl's resident memory.
+    pub own_memory: String,
+    /// Each backend process.
+    pub processes: Vec<ProcessLine>,
+}
+
+/// One backend process on the system page.
+#[derive(Debug, Clone)]
+pub struct ProcessLine {
+    /// Its instance.
+    pub name: String,
+    /// Its PID.
+    pub pid: u32,
+    /// Its resident memory.
+    pub memory: String,
+}
+
 /// The create-instance form, blank or with the last attempt and its error.
 #[derive(Template)]
 #[template(path = "instance_new.html")]
