@@ -208,3 +208,38 @@ async fn the_system_page_shows_versions_devices_running_against_the_limit_and_me
     .await
     .expect("browser script");
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn the_activity_page_lists_requests_and_sums_tokens_per_key_instance_and_day() {
+    let server = TestServer::start(Options::fake()).await;
+    let (status, _) = server
+        .create("alpha", json!({"model": "/models/demo.gguf"}))
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("alpha", "running", std::time::Duration::from_secs(20))
+        .await;
+    for _ in 0..3 {
+        let (status, body) = server.chat("alpha", json!({"fake_prompt_tokens": 7})).await;
+        assert_eq!(status.as_u16(), 200, "{body}");
+    }
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "activity.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("INSTANCE", "alpha"),
+                ("REQUESTS", "3"),
+                ("PROMPT", "7"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+}

@@ -10,6 +10,7 @@
 //!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
 //!   `instance_page`: one instance (definition, command line, live log, history);
 //!   `keys`: the keys page (list, create with the secret shown once, revoke);
+//!   `activity`: recent requests and usage per key, instance and day;
 //!   `system`: versions, devices, running against the limit, memory;
 //!   `live`: the event stream the pages' script listens to;
 //! - `templates`: what they render (the HTML is in the crate's `templates/`); `assets`: the
@@ -19,6 +20,7 @@
 //!
 //! [`Caller`]: crate::auth::Caller
 
+mod activity;
 mod assets;
 mod chrome;
 mod cookie;
@@ -57,6 +59,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/system", get(system::show))
+        .route("/activity", get(activity::show))
         .route("/assets/app.css", get(assets::stylesheet))
         .route("/assets/app.js", get(assets::script))
         .layer(middleware::map_response(headers::secure))

@@ -158,6 +158,104 @@ impl From<crate::auth::model::KeyInfo> for KeyLine {
     }
 }
 
+/// The activity and usage page.
+#[derive(Template)]
+#[template(path = "activity.html")]
+pub struct ActivityPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The range shown (`1h`, `24h`, `7d`, `30d`).
+    pub range: &'static str,
+    /// The latest requests in the range, newest first.
+    pub recent: Vec<ActivityLine>,
+    /// Sums per key.
+    pub per_key: Vec<UsageLine>,
+    /// Sums per instance.
+    pub per_instance: Vec<UsageLine>,
+    /// Sums per UTC day.
+    pub per_day: Vec<UsageLine>,
+}
+
+impl ActivityPage {
+    /// The ranges offered: (id, label).
+    pub fn ranges(&self) -> Vec<(&'static str, &'static str)> {
+        super::activity::RANGES
+            .iter()
+            .map(|(id, label, _)| (*id, *label))
+            .collect()
+    }
+
+    /// `selected` for the range shown.
+    pub fn selected(&self, id: &str) -> &'static str {
+        if id == self.range {
+            "selected"
+        } else {
+            ""
+        }
+    }
+}
+
+/// One request on the activity page.
+#[derive(Debug, Clone)]
+pub struct ActivityLine {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The key's name.
+    pub key: String,
+    /// The instance.
+    pub instance: String,
+    /// The route class.
+    pub route: String,
+    /// HTTP status.
+    pub status: i64,
+    /// Milliseconds.
+    pub duration_ms: i64,
+    /// Prompt tokens, or blank when unknown.
+    pub prompt_tokens: String,
+    /// Completion tokens, or blank when unknown.
+    pub completion_tokens: String,
+}
+
+impl From<crate::db::activity::ActivityRow> for ActivityLine {
+    fn from(row: crate::db::activity::ActivityRow) -> Self {
+        let count = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+        ActivityLine {
+            time: crate::timestamp::format_millis(row.at_ms),
+            key: row.key_name,
+            instance: row.instance,
+            route: row.route,
+            status: row.status,
+            duration_ms: row.duration_ms,
+            prompt_tokens: count(row.prompt_tokens),
+            completion_tokens: count(row.completion_tokens),
+        }
+    }
+}
+
+/// One group's sums on the activity page.
+#[derive(Debug, Clone)]
+pub struct UsageLine {
+    /// The key, instance or day.
+    pub label: String,
+    /// Requests.
+    pub requests: i64,
+    /// Answers with a 4xx or 5xx status.
+    pub errors: i64,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// The largest token count among its table's lines (its bar's maximum).
+    pub scale: i64,
+}
+
+impl UsageLine {
+    /// Prompt and completion tokens.
+    pub fn tokens(&self) -> i64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
 /// The system page.
 #[derive(Template)]
 #[template(path = "system.html")]

@@ -55,7 +55,7 @@ def main():
         expect(user.get_by_role("link", name="Keys")).to_have_count(0)
         expect(user.get_by_role("link", name="New instance")).to_have_count(0)
         shot(user, "instances-inference-key")
-        for path in ["/keys", "/system", "/instances/beta", "/instances/new"]:
+        for path in ["/keys", "/system", "/activity", "/instances/beta", "/instances/new"]:
             response = user.goto(f"{URL}{path}")
             assert response.status == 403, (path, response.status)
         user.goto(f"{URL}/instances/beta/row")
