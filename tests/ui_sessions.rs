@@ -355,3 +355,49 @@ async fn a_session_ends_when_its_time_is_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn with_inference_open_the_dashboards_forms_work_and_other_sites_forms_are_still_refused() {
+    // An open /v1 turns the browser guard's form rule on; the dashboard's forms are forms all
+    // the same, and it refuses other sites' by itself.
+    let server =
+        TestServer::start(Options::fake().with_env("LLAMACTL_REQUIRE_INFERENCE_AUTH", "false"))
+            .await;
+    let browser = Browser::new(&server);
+    browser.signed_in(ADMIN_KEY).await;
+    let csrf = csrf_of(&browser.home().await);
+    let create = |headers: HeaderMap, name: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .post_form(
+                    "/instances/new",
+                    &[("csrf", &csrf), ("name", name), ("model", "/m.gguf")],
+                    headers,
+                )
+                .await
+        }
+    };
+    let mut cross_site = HeaderMap::new();
+    cross_site.insert("sec-fetch-site", "cross-site".parse().unwrap());
+    assert_eq!(
+        create(cross_site, "evil").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(server.get("evil").await.0, StatusCode::NOT_FOUND);
+    let mut same = HeaderMap::new();
+    same.insert("sec-fetch-site", "same-origin".parse().unwrap());
+    let resp = create(same, "mine").await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(server.get("mine").await.0, StatusCode::OK);
+    // The API keeps refusing form-like posts.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/instances/x", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("model=/m.gguf")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
