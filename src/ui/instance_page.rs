@@ -4,7 +4,7 @@
 //! session; the page's script follows, pauses and searches it.
 
 use super::chrome::Chrome;
-use super::rows::InstanceRow;
+use super::rows::{tokens_today, InstanceRow};
 use super::signed_in::SignedIn;
 use super::templates::{render, HistoryLine, InstancePage, PageError};
 use crate::db::history::HistoryFilter;
@@ -29,7 +29,8 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     viewer.caller.ensure_instance(&name)?;
     let inst = state.supervisor.instance(&name)?;
-    let row = InstanceRow::of(&inst);
+    state.activity.flush().await;
+    let row = InstanceRow::of(&inst, &tokens_today(&state).await?);
     let operator = viewer.caller.is_operator();
     let (definition, command, history) = if operator {
         let definition = serde_json::to_string_pretty(&inst.spec().redacted())

@@ -5,7 +5,7 @@
 use super::chrome::Chrome;
 
 use super::instance_form::InstanceForm;
-use super::rows::InstanceRow;
+use super::rows::{tokens_today, InstanceRow};
 use super::signed_in::SignedIn;
 use super::templates::{render, InstanceRowFragment, InstancesPage, NewInstancePage, PageError};
 use crate::definitions::SpecPatch;
@@ -27,18 +27,23 @@ pub struct ButtonForm {
 }
 
 /// `GET /`: every instance the viewer's key reaches, as a table kept live by the event stream.
-pub async fn list(State(state): State<AppState>, viewer: SignedIn) -> Response {
+pub async fn list(State(state): State<AppState>, viewer: SignedIn) -> Result<Response, PageError> {
     let mut all = state.supervisor.list();
     viewer.caller.retain_allowed(&mut all, |inst| &inst.name);
-    let mut rows: Vec<InstanceRow> = all.iter().map(|inst| InstanceRow::of(inst)).collect();
+    state.activity.flush().await;
+    let tokens = tokens_today(&state).await?;
+    let mut rows: Vec<InstanceRow> = all
+        .iter()
+        .map(|inst| InstanceRow::of(inst, &tokens))
+        .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    render(
+    Ok(render(
         StatusCode::OK,
         &InstancesPage {
             chrome: Chrome::of(&viewer, "instances"),
             rows,
         },
-    )
+    ))
 }
 
 /// `GET /instances/{name}/row`: that instance's row alone; 403 outside the key's instances (asked
@@ -54,7 +59,7 @@ pub async fn row(
         StatusCode::OK,
         &InstanceRowFragment {
             chrome: Chrome::of(&viewer, "instances"),
-            row: InstanceRow::of(&inst),
+            row: InstanceRow::of(&inst, &tokens_today(&state).await?),
         },
     ))
 }

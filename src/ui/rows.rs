@@ -1,7 +1,35 @@
 //! One instance as a row of the dashboard's table: what the API's view says, plus what only the
 //! runtime knows (requests in flight, when it was last used, when its process started).
 
+use crate::db::activity::UsageFilter;
+use crate::error::Result;
+use crate::http::AppState;
 use crate::supervisor::Handle;
+use std::collections::HashMap;
+
+/// Tokens each instance served since midnight UTC, as `/api/v1/usage?group_by=instance` sums them
+/// (what the activity recorder still holds in memory counts at its next flush).
+pub async fn tokens_today(state: &AppState) -> Result<HashMap<String, i64>> {
+    let now = chrono::Utc::now();
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now.timestamp_millis(), |t| t.and_utc().timestamp_millis());
+    let rows = state
+        .db
+        .usage(&UsageFilter {
+            since_ms: midnight,
+            until_ms: now.timestamp_millis(),
+            by_key: false,
+            by_instance: true,
+            by_day: false,
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.instance?, r.prompt_tokens + r.completion_tokens)))
+        .collect())
+}
 
 /// A table row.
 #[derive(Debug, Clone)]
@@ -24,13 +52,15 @@ pub struct InstanceRow {
     pub last_used_at: i64,
     /// Why the last start or run failed.
     pub last_error: Option<String>,
+    /// Prompt and completion tokens since midnight UTC.
+    pub tokens_today: i64,
     /// Holds (or is about to hold) a process: offer stop and restart rather than start.
     pub active: bool,
 }
 
 impl InstanceRow {
-    /// The row of an instance now.
-    pub fn of(inst: &Handle) -> InstanceRow {
+    /// The row of an instance now, with `tokens_today` from [`tokens_today`].
+    pub fn of(inst: &Handle, tokens_today: &HashMap<String, i64>) -> InstanceRow {
         let state = inst.snapshot();
         let now = chrono::Utc::now().timestamp();
         let idle = i64::try_from(inst.idle_for().as_secs()).unwrap_or(i64::MAX);
@@ -47,6 +77,7 @@ impl InstanceRow {
             in_flight: inst.in_flight(),
             last_used_at: now.saturating_sub(idle),
             last_error: state.last_error,
+            tokens_today: tokens_today.get(&inst.name).copied().unwrap_or(0),
             active: state.status.is_active(),
         }
     }

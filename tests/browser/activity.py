@@ -41,6 +41,12 @@ def main():
         expect(page).to_have_url(f"{URL}/activity?range=7d")
         expect(recent).to_have_count(REQUESTS)
         shot(page, "activity")
+
+        # The instances table counts the same tokens for today.
+        page.get_by_role("link", name="Instances").click()
+        cell = page.locator(f"#instance-{NAME} td[data-label='Tokens today']")
+        expect(cell).to_have_text(str(tokens))
+        page.go_back()
         fits_phone(page, "activity")
 
 
