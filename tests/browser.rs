@@ -111,7 +111,7 @@ async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the
 
 #[tokio::test]
 #[ignore = "needs Chromium and Playwright: make browser"]
-async fn one_instance_shows_its_command_definition_history_and_a_live_log_to_follow_pause_and_search(
+async fn one_instance_shows_its_command_definition_history_a_live_log_to_follow_pause_and_search_and_is_edited(
 ) {
     let server = TestServer::start(Options::fake()).await;
     let (status, _) = server

@@ -1,7 +1,9 @@
-//! The create-instance form: its fields, the API body they make (the flat body `POST
-//! /api/v1/instances/{name}` takes, so the API's own parser and validation judge it), and which
-//! field an error of the API's belongs next to.
+//! The instance form, to create or edit: its fields, the API body they make (the flat body `POST
+//! /api/v1/instances/{name}` takes, or the structured one `PUT` takes to replace the options, so
+//! the API's own parser and validation judge it), and which field an error of the API's belongs
+//! next to.
 
+use crate::definitions::InstanceSpec;
 use crate::error::Error;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -73,7 +75,64 @@ pub struct FieldError {
     pub status: StatusCode,
 }
 
+/// The option inputs, in the order the form shows them.
+const OPTION_INPUTS: &[&str] = &["model", "ctx_size", "n_gpu_layers", "threads"];
+
 impl InstanceForm {
+    /// The form filled in from a stored definition (secret-looking values already hidden): the
+    /// option inputs from its options, the rest of its options in the raw editor.
+    pub fn of(name: &str, spec: &InstanceSpec) -> InstanceForm {
+        let mut rest = spec.backend_options.clone();
+        let mut take = |key: &str| match rest.shift_remove(key) {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let choice = |v: Option<bool>| v.map(|b| b.to_string()).unwrap_or_default();
+        InstanceForm {
+            csrf: String::new(),
+            name: name.to_string(),
+            model: take("model"),
+            ctx_size: take("ctx_size"),
+            n_gpu_layers: take("n_gpu_layers"),
+            threads: take("threads"),
+            on_demand_start: choice(spec.on_demand_start),
+            idle_timeout: spec
+                .idle_timeout
+                .and_then(|m| serde_json::to_value(m).ok())
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            auto_restart: choice(spec.auto_restart),
+            raw: if rest.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string_pretty(&rest).unwrap_or_default()
+            },
+        }
+    }
+
+    /// The body `PUT /api/v1/instances/{name}` takes to make the definition what the form shows:
+    /// its options replaced by the raw editor's plus the option inputs, and a blank choice or idle
+    /// timeout back to the server's default. Fields the form does not show are left as they are.
+    pub fn edit_body(&self) -> Result<Map<String, Value>, FieldError> {
+        let mut options = Map::new();
+        let mut fields = Map::new();
+        for (key, value) in self.body()? {
+            let instance_field = CHOICES.contains(&key.as_str()) || key == "idle_timeout";
+            if instance_field {
+                fields.insert(key, value);
+            } else {
+                options.insert(key, value);
+            }
+        }
+        let mut body = Map::new();
+        body.insert("backend_options".into(), Value::Object(options));
+        for key in CHOICES.iter().chain(["idle_timeout"].iter()) {
+            body.insert(key.to_string(), fields.remove(*key).unwrap_or(Value::Null));
+        }
+        Ok(body)
+    }
+
     fn value_of(&self, key: &str) -> &str {
         match key {
             "model" => &self.model,
@@ -98,9 +157,11 @@ impl InstanceForm {
                 Err(e) => return Err(at(Field::Raw, &format!("raw options are not JSON: {e}"))),
             },
         };
-        let inputs = std::iter::once("model")
-            .chain(NUMBERS.iter().copied())
-            .chain(CHOICES.iter().copied());
+        let inputs = OPTION_INPUTS
+            .iter()
+            .chain(["idle_timeout"].iter())
+            .chain(CHOICES.iter())
+            .copied();
         for key in inputs {
             let text = self.value_of(key).trim();
             if text.is_empty() {
@@ -135,9 +196,11 @@ impl InstanceForm {
             || matches!(error, Error::Conflict(m) if m.contains("already exists"))
         {
             Field::Name
-        } else if let Some(key) = std::iter::once("model")
-            .chain(NUMBERS.iter().copied())
-            .chain(CHOICES.iter().copied())
+        } else if let Some(key) = OPTION_INPUTS
+            .iter()
+            .chain(["idle_timeout"].iter())
+            .chain(CHOICES.iter())
+            .copied()
             .find(|key| message.contains(&format!("'{key}'")) && !self.value_of(key).is_empty())
         {
             Field::Option(key)
@@ -184,6 +247,41 @@ mod tests {
         assert_eq!(
             Value::Object(body),
             json!({"temp": 0.7, "model": "/models/a.gguf", "ctx_size": 2048, "auto_restart": false})
+        );
+    }
+
+    #[test]
+    fn an_edit_replaces_the_options_and_resets_blank_choices_to_the_default() {
+        let spec: InstanceSpec = serde_json::from_value(json!({
+            "backend_type": "llama_cpp",
+            "backend_options": {"model": "/m.gguf", "ctx_size": 512, "temp": 0.5},
+            "auto_restart": false,
+            "idle_timeout": 5
+        }))
+        .unwrap();
+        let mut form = InstanceForm::of("m", &spec);
+        assert_eq!(
+            (
+                form.model.as_str(),
+                form.ctx_size.as_str(),
+                form.auto_restart.as_str()
+            ),
+            ("/m.gguf", "512", "false")
+        );
+        assert_eq!(form.idle_timeout, "5");
+        assert_eq!(
+            serde_json::from_str::<Value>(&form.raw).unwrap(),
+            json!({"temp": 0.5})
+        );
+        form.ctx_size = "1024".into();
+        form.auto_restart = String::new();
+        let body = form.edit_body().unwrap();
+        assert_eq!(
+            Value::Object(body),
+            json!({
+                "backend_options": {"temp": 0.5, "model": "/m.gguf", "ctx_size": 1024},
+                "on_demand_start": null, "auto_restart": null, "idle_timeout": 5
+            })
         );
     }
 

@@ -7,7 +7,7 @@ use super::chrome::Chrome;
 use super::instance_form::InstanceForm;
 use super::rows::{tokens_today, InstanceRow};
 use super::signed_in::SignedIn;
-use super::templates::{render, InstanceRowFragment, InstancesPage, NewInstancePage, PageError};
+use super::templates::{render, InstanceFormPage, InstanceRowFragment, InstancesPage, PageError};
 use crate::definitions::SpecPatch;
 use crate::error::Error;
 use crate::http::AppState;
@@ -69,8 +69,9 @@ pub async fn new_form(viewer: SignedIn) -> Result<Response, PageError> {
     viewer.ensure_operator()?;
     Ok(render(
         StatusCode::OK,
-        &NewInstancePage {
+        &InstanceFormPage {
             chrome: Chrome::of(&viewer, "instances"),
+            editing: false,
             form: InstanceForm::default(),
             error: None,
         },
@@ -104,10 +105,73 @@ pub async fn create(
         Ok(()) => Ok(Redirect::to("/").into_response()),
         Err(error) => Ok(render(
             error.status,
-            &NewInstancePage {
+            &InstanceFormPage {
                 chrome: Chrome::of(&viewer, "instances"),
+                editing: false,
                 form: InstanceForm {
                     csrf: String::new(),
+                    ..form
+                },
+                error: Some(error),
+            },
+        )),
+    }
+}
+
+/// `GET /instances/{name}/edit`: the form filled in from the stored definition (operators).
+pub async fn edit_form(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    viewer.ensure_operator()?;
+    let inst = state.supervisor.instance(&name)?;
+    Ok(render(
+        StatusCode::OK,
+        &InstanceFormPage {
+            chrome: Chrome::of(&viewer, "instances"),
+            editing: true,
+            form: InstanceForm::of(&name, &inst.spec().redacted()),
+            error: None,
+        },
+    ))
+}
+
+/// `POST /instances/{name}/edit`: changes the definition as `PUT /api/v1/instances/{name}` does
+/// (a running instance restarts), then shows the instance; a refusal re-shows the form with the
+/// API's message at its field.
+pub async fn edit(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<InstanceForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form.map_err(|e| Error::BadRequest(e.body_text()))?;
+    viewer.check_form(&headers, &form.csrf)?;
+    viewer.ensure_operator()?;
+    let attempt = match form.edit_body() {
+        Ok(body) => match SpecPatch::from_body(body) {
+            Ok(patch) => state
+                .supervisor
+                .update(&name, patch, &viewer.caller.actor)
+                .await
+                .map(drop)
+                .map_err(|e| form.place(&viewer.caller.shield(e))),
+            Err(e) => Err(form.place(&e)),
+        },
+        Err(e) => Err(e),
+    };
+    match attempt {
+        Ok(()) => Ok(Redirect::to(&format!("/instances/{name}")).into_response()),
+        Err(error) => Ok(render(
+            error.status,
+            &InstanceFormPage {
+                chrome: Chrome::of(&viewer, "instances"),
+                editing: true,
+                form: InstanceForm {
+                    csrf: String::new(),
+                    name,
                     ..form
                 },
                 error: Some(error),

@@ -55,6 +55,10 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/instances/{name}", get(instance_page::show))
         .route("/instances/{name}/row", get(instances::row))
         .route("/instances/{name}/log", get(instance_page::log))
+        .route(
+            "/instances/{name}/edit",
+            get(instances::edit_form).post(instances::edit),
+        )
         .route("/instances/{name}/{operation}", post(instances::operate))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))

@@ -299,25 +299,36 @@ pub struct ProcessLine {
     pub memory: String,
 }
 
-/// The create-instance form, blank or with the last attempt and its error.
+/// The instance form, to create or edit, blank, filled in, or with the last attempt and its error.
 #[derive(Template)]
-#[template(path = "instance_new.html")]
-pub struct NewInstancePage {
+#[template(path = "instance_form.html")]
+pub struct InstanceFormPage {
     /// The frame.
     pub chrome: Chrome,
+    /// True to edit the instance named in the form, false to create one.
+    pub editing: bool,
     /// What was typed.
     pub form: InstanceForm,
     /// Why it was refused, and where.
     pub error: Option<FieldError>,
 }
 
-impl NewInstancePage {
+impl InstanceFormPage {
     /// The error message if it belongs at `key`'s field.
     pub fn error_at(&self, key: &str) -> Option<&str> {
         self.error
             .as_ref()
             .filter(|e| e.field.key() == key)
             .map(|e| e.message.as_str())
+    }
+
+    /// Where the form is posted.
+    pub fn action(&self) -> String {
+        if self.editing {
+            format!("/instances/{}/edit", self.form.name)
+        } else {
+            "/instances/new".into()
+        }
     }
 
     /// `selected` if the choice field `value` holds `option`.

@@ -1,5 +1,5 @@
 """One instance's page in a real Chromium: its live row, the command line, the definition, the
-history, and the live log followed as it is written, paused and searched.
+history, the live log followed as it is written, paused and searched, and the edit form.
 
 Environment (from tests/browser.rs): LLAMACTL_URL, LLAMACTL_KEY (a management key),
 LLAMACTL_ADMIN_KEY (to restart the instance through the API while the page watches), INSTANCE (a
@@ -77,6 +77,25 @@ def main():
         assert len(shown) == 3 and all(STARTING in line for line in shown), shown
         shot(page, "instance-log-search")
         fits_phone(page, "instance")
+
+        # Edit: the form shows the definition; a refused change is shown at its field and
+        # changes nothing; a good one is in the command line after the restart.
+        page.get_by_role("link", name="Edit").click()
+        expect(page).to_have_url(f"{URL}/instances/{NAME}/edit")
+        expect(page.get_by_label("Context size")).to_have_value("512")
+        page.get_by_label("Model path").fill("-oops.gguf")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("#error-model")).to_contain_text("may not start with '-'")
+        page.get_by_label("Model path").fill("/models/demo.gguf")
+        page.get_by_label("Context size").fill("1024")
+        page.get_by_label("Other options (JSON object)").fill('{"temp": 0.5}')
+        shot(page, "instance-edit")
+        page.get_by_role("button", name="Save").click()
+        expect(page).to_have_url(f"{URL}/instances/{NAME}")
+        expect(page.locator("#command")).to_contain_text("--ctx-size 1024")
+        expect(page.locator("#command")).to_contain_text("--temp 0.5")
+        expect(page.locator("#history")).to_contain_text("updated")
+        page.problems[:] = [p for p in page.problems if "400" not in p]
 
 
 if __name__ == "__main__":
