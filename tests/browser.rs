@@ -111,8 +111,7 @@ async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the
 
 #[tokio::test]
 #[ignore = "needs Chromium and Playwright: make browser"]
-async fn one_instance_shows_its_command_definition_history_a_live_log_to_follow_pause_and_search_and_is_edited(
-) {
+async fn one_instance_shows_its_command_definition_history_playground_and_live_log_and_is_edited() {
     let server = TestServer::start(Options::fake()).await;
     let (status, _) = server
         .create(
@@ -142,6 +141,17 @@ async fn one_instance_shows_its_command_definition_history_a_live_log_to_follow_
     .await
     .expect("browser script");
     assert!(screenshots().join("instance.png").is_file());
+    // The playground's chats went the /v1 way: recorded with the session's key.
+    let (_, activity) = server.activity("instance=chat").await;
+    let chats = activity["records"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|r| r["key_name"] == "operator" && r["route"] == "chat_completions")
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(chats, 2, "{activity}");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod browser;
 pub mod connection;
 pub(crate) mod events;
 mod extract;
-mod forward;
+pub(crate) mod forward;
 pub(crate) mod guard;
 mod history;
 mod holding;

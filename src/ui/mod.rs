@@ -8,7 +8,8 @@
 //! - `chrome`: what frames every signed-in page (who, navigation, sign-out);
 //! - `pages`: sign-in and sign-out; `instances`: the instances table and its buttons, with
 //!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
-//!   `instance_page`: one instance (definition, command line, live log, history);
+//!   `instance_page`: one instance (definition, command line, live log, history), with
+//!   `playground` (a chat with it, streamed);
 //!   `keys`: the keys page (list, create with the secret shown once, revoke);
 //!   `activity`: recent requests and usage per key, instance and day;
 //!   `system`: versions, devices, running against the limit, memory;
@@ -32,6 +33,7 @@ mod instances;
 mod keys;
 mod live;
 mod pages;
+mod playground;
 mod rows;
 mod signed_in;
 mod system;
@@ -55,6 +57,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/instances/{name}", get(instance_page::show))
         .route("/instances/{name}/row", get(instances::row))
         .route("/instances/{name}/log", get(instance_page::log))
+        .route("/instances/{name}/chat", post(playground::chat))
         .route(
             "/instances/{name}/edit",
             get(instances::edit_form).post(instances::edit),

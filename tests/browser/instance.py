@@ -1,5 +1,6 @@
 """One instance's page in a real Chromium: its live row, the command line, the definition, the
-history, the live log followed as it is written, paused and searched, and the edit form.
+history, the playground, the live log followed as it is written, paused and searched, and the edit
+form.
 
 Environment (from tests/browser.rs): LLAMACTL_URL, LLAMACTL_KEY (a management key),
 LLAMACTL_ADMIN_KEY (to restart the instance through the API while the page watches), INSTANCE (a
@@ -50,6 +51,16 @@ def main():
         expect(page.locator("#command")).to_contain_text("--port")
         expect(page.locator("#definition")).to_contain_text('"model": "/models/demo.gguf"')
         expect(page.locator("#history")).to_contain_text("created")
+
+        # The playground: the answer streams in; the conversation goes on.
+        page.get_by_label("Message").fill("hello there")
+        page.get_by_role("button", name="Send").click()
+        expect(page.locator("#chat-state")).to_have_text("Done.", timeout=20000)
+        expect(page.locator("#chat-answer .reply").first).to_contain_text("tok0")
+        page.get_by_label("Message").fill("and again")
+        page.get_by_role("button", name="Send").click()
+        expect(page.locator("#chat-answer .reply")).to_have_count(2)
+        expect(page.locator("#chat-state")).to_have_text("Done.", timeout=20000)
 
         # The log so far: one run.
         log = page.locator("#log")

@@ -61,6 +61,14 @@ def main():
         user.goto(f"{URL}/instances/beta/row")
         assert "beta" not in user.locator("main").inner_text().replace("'beta'", ""), user.content()
 
+        # It may chat with its instance in the playground (no management buttons there).
+        user.goto(f"{URL}/instances/alpha")
+        expect(user.get_by_role("link", name="Edit")).to_have_count(0)
+        expect(user.locator("#log")).to_have_count(0)
+        user.get_by_label("Message").fill("hello")
+        user.get_by_role("button", name="Send").click()
+        expect(user.locator("#chat-state")).to_have_text("Done.", timeout=20000)
+
         # Revoked (confirmed): the key's session is gone at its next page.
         user.goto(f"{URL}/")
         admin.once("dialog", lambda d: d.accept())

@@ -165,6 +165,77 @@
       });
   }
 
+  // The playground: the conversation posted as JSON (the session's CSRF token in a header), the
+  // answer read as llama-server streams it (server-sent events of OpenAI chunks).
+  var chat = document.querySelector("[data-chat]");
+  if (chat && window.fetch && window.TextDecoder) {
+    var conversation = [];
+    var answer = document.getElementById("chat-answer");
+    var chatState = document.getElementById("chat-state");
+    var prompt = document.getElementById("chat-prompt");
+    chat.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var text = prompt.value.trim();
+      if (!text) return;
+      conversation.push({ role: "user", content: text });
+      var said = document.createElement("p");
+      said.className = "said";
+      said.textContent = text;
+      var reply = document.createElement("p");
+      reply.className = "reply";
+      answer.appendChild(said);
+      answer.appendChild(reply);
+      prompt.value = "";
+      chatState.textContent = "Waiting for the answer…";
+      fetch(chat.getAttribute("data-chat"), {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": chat.getAttribute("data-csrf") },
+        body: JSON.stringify({ messages: conversation, stream: true })
+      }).then(function (response) {
+        if (signedOut(response)) return;
+        if (!response.ok || !response.body) {
+          return response.text().then(function (body) {
+            var message = body;
+            try { message = JSON.parse(body).error || body; } catch (e) { /* plain text */ }
+            chatState.textContent = "Refused (" + response.status + "): " + message;
+          });
+        }
+        var reader = response.body.getReader();
+        var decoder = new TextDecoder();
+        var pending = "";
+        var read = function () {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) {
+              conversation.push({ role: "assistant", content: reply.textContent });
+              chatState.textContent = "Done.";
+              return;
+            }
+            pending += decoder.decode(chunk.value, { stream: true });
+            var events = pending.split("\n\n");
+            pending = events.pop();
+            events.forEach(function (event) {
+              event.split("\n").forEach(function (line) {
+                if (line.indexOf("data:") !== 0) return;
+                var data = line.slice(5).trim();
+                if (data === "[DONE]") return;
+                try {
+                  var delta = JSON.parse(data).choices[0].delta;
+                  if (delta && delta.content) reply.textContent += delta.content;
+                } catch (e) {
+                  // A line that is not a chunk adds nothing.
+                }
+              });
+            });
+            return read();
+          });
+        };
+        return read();
+      }).catch(function () {
+        chatState.textContent = "The answer was interrupted.";
+      });
+    });
+  }
+
   // Copy buttons: data-copy names the element whose text is copied.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
