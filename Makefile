@@ -81,7 +81,7 @@ $(VENV)/.browserdeps: | $(VENV_PY)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(VENV_PY) -m pip install --quiet "playwright>=1.40,<2"
 	touch $@
 
-e2e: backend model pydeps
+e2e: backend model pydeps chromium browserdeps
 	LLAMACTL_TEST_LLAMA_SERVER="$(LLAMA_SERVER)" \
 	LLAMACTL_TEST_MODEL="$(CURDIR)/$(MODEL)" \
 	LLAMACTL_TEST_PYTHON="$(CURDIR)/$(VENV_PY)" \

@@ -8,44 +8,9 @@
 
 mod common;
 
+use common::browser::{run_script, screenshots};
 use common::{Options, TestServer, ADMIN_KEY};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::Command;
-
-/// The Python with Playwright, and Chromium.
-fn tools() -> (String, String) {
-    let python = std::env::var("LLAMACTL_TEST_PYTHON")
-        .expect("LLAMACTL_TEST_PYTHON: a Python with Playwright (make browser sets it)");
-    let chromium =
-        std::env::var("LLAMACTL_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    (python, chromium)
-}
-
-fn screenshots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots")
-}
-
-/// Runs one script of `tests/browser/` with these variables; panics with its output if it fails.
-fn run_script(script: &str, env: &[(&str, &str)]) {
-    let (python, chromium) = tools();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/browser")
-        .join(script);
-    let out = Command::new(python)
-        .arg(&path)
-        .envs(env.iter().copied())
-        .env("CHROMIUM", chromium)
-        .env("SCREENSHOTS", screenshots())
-        .output()
-        .expect("run the browser script");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test]
 #[ignore = "needs Chromium and Playwright: make browser"]

@@ -190,7 +190,8 @@
       fetch(chat.getAttribute("data-chat"), {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": chat.getAttribute("data-csrf") },
-        body: JSON.stringify({ messages: conversation, stream: true })
+        // A bounded answer: a small model left alone may talk until its context is full.
+        body: JSON.stringify({ messages: conversation, stream: true, max_tokens: 256 })
       }).then(function (response) {
         if (signedOut(response)) return;
         if (!response.ok || !response.body) {
