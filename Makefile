@@ -1,6 +1,7 @@
 # llamactl — build, run, test.
 #   make run    builds release, installs llama-server (unless one is on PATH) and the demo model, serves on :8080
-#   make test   lint + unit + integration tests + the OpenAPI contract (schemathesis) + end-to-end tests
+#   make test   lint + unit + integration tests + the OpenAPI contract (schemathesis) + browser tests
+#               (headless Chromium) + end-to-end tests
 #   make bench  llamactl vs direct llama-server vs nginx and a Go proxy; prints one table, writes docs/benchmarks.md
 #   make soak   minutes of mixed load and faults; memory, descriptors, tasks and 5xx; writes docs/soak.md
 SHELL := /bin/bash
@@ -24,7 +25,7 @@ VENV_PY  := $(VENV)/bin/python
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_TIME   := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 
-.PHONY: run build release test lint unit contract contractdeps e2e backend model pydeps bench soak nginx goproxy sqlx-prepare clean
+.PHONY: run build release test lint unit contract contractdeps browser browserdeps chromium e2e backend model pydeps bench soak nginx goproxy sqlx-prepare clean
 
 ## run: start llamactl on :8080 with SQLite under data/ (override with LLAMACTL_* variables)
 run: release backend model
@@ -37,7 +38,7 @@ build:
 	cargo build --locked
 
 ## test: everything CI runs
-test: lint unit contract e2e
+test: lint unit contract browser e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -60,7 +61,27 @@ $(VENV)/.contractdeps: | $(VENV_PY)
 	$(VENV_PY) -m pip install --quiet "schemathesis>=4.32,<5"
 	touch $@
 
-e2e: backend model pydeps
+## browser: the dashboard in Debian's headless Chromium, driven by Playwright for Python (its
+## own browser downloads are never used), against a llamactl with the stand-in backend
+## (tests/browser.rs, tests/browser/*.py). Screenshots go to target/browser-screenshots/.
+CHROMIUM ?= /usr/bin/chromium
+
+browser: chromium browserdeps
+	LLAMACTL_TEST_PYTHON="$(CURDIR)/$(VENV_PY)" LLAMACTL_TEST_CHROMIUM="$(CHROMIUM)" \
+	cargo test --locked --test browser -- --ignored
+
+## chromium: Debian's chromium, when missing
+chromium:
+	@test -x "$(CHROMIUM)" || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+## browserdeps: Playwright for Python (the driver only: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD)
+browserdeps: $(VENV)/.browserdeps
+
+$(VENV)/.browserdeps: | $(VENV_PY)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(VENV_PY) -m pip install --quiet "playwright>=1.40,<2"
+	touch $@
+
+e2e: backend model pydeps chromium browserdeps
 	LLAMACTL_TEST_LLAMA_SERVER="$(LLAMA_SERVER)" \
 	LLAMACTL_TEST_MODEL="$(CURDIR)/$(MODEL)" \
 	LLAMACTL_TEST_PYTHON="$(CURDIR)/$(VENV_PY)" \

@@ -1,6 +1,7 @@
 //! Builds the whole server from a configuration and runs it until a shutdown signal.
 
 use crate::activity::Recorder;
+use crate::auth::sessions::Sessions;
 use crate::auth::{bootstrap, Auth};
 use crate::backends::BackendCommand;
 use crate::config::Config;
@@ -71,6 +72,8 @@ impl Application {
             .with_events(events.clone());
         let auth = Auth::new(&cfg.auth, db.clone())?;
         auth.keys().load_quotas().await?;
+        let sessions = Sessions::new(db.clone(), cfg.ui.session_ttl, auth.clone());
+        sessions.forget_config_key_sessions().await?;
         // Only the digests in `auth` are needed from here on; drop the plain keys from memory.
         cfg.auth.management_keys.clear();
         cfg.auth.inference_keys.clear();
@@ -118,6 +121,7 @@ impl Application {
             backend,
             supervisor,
             auth,
+            sessions,
             db,
             upstream,
             metrics,

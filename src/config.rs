@@ -61,6 +61,28 @@ pub struct Config {
     pub activity: ActivityConfig,
     /// llamactl's own log.
     pub log: LogConfig,
+    /// The web dashboard.
+    pub ui: UiConfig,
+}
+
+/// The web dashboard at `/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Seconds a sign-in session lives at most (it also ends with its key).
+    pub session_ttl: u64,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). llamactl speaks plain HTTP; set
+    /// this when a TLS-terminating proxy in front of it is the only way browsers reach it.
+    pub secure_cookie: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            session_ttl: 12 * 60 * 60,
+            secure_cookie: false,
+        }
+    }
 }
 
 /// llamactl's own log (on stderr).
@@ -298,6 +320,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             history: HistoryConfig::default(),
             log: LogConfig::default(),
+            ui: UiConfig::default(),
             activity: ActivityConfig::default(),
         }
     }
@@ -576,6 +599,12 @@ const ENV_VARS: &[(&str, Setter)] = &[
     ("LLAMACTL_ACTIVITY_MAX_RECORDS", |c, v| {
         parse_into(v, &mut c.activity.max_records)
     }),
+    ("LLAMACTL_UI_SESSION_TTL", |c, v| {
+        parse_into(v, &mut c.ui.session_ttl)
+    }),
+    ("LLAMACTL_UI_SECURE_COOKIE", |c, v| {
+        parse_bool_into(v, &mut c.ui.secure_cookie)
+    }),
     ("LLAMACTL_METRICS", |c, v| {
         parse_bool_into(v, &mut c.server.metrics)
     }),
@@ -721,6 +750,7 @@ impl Config {
             ("auth.failed_auth_period", self.auth.failed_auth_period),
             ("history.max_events", self.history.max_events),
             ("activity.max_records", self.activity.max_records),
+            ("ui.session_ttl", self.ui.session_ttl),
             (
                 "instances.health_check_failures",
                 u64::from(self.instances.health_check_failures),

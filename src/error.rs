@@ -222,7 +222,7 @@ impl Error {
     }
 
     /// The message a client may see: internal details stay in the log.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             Error::Database(_)
             | Error::Migrate(_)

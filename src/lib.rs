@@ -22,6 +22,7 @@ pub(crate) mod quota;
 pub(crate) mod supervisor;
 pub(crate) mod throttle;
 pub(crate) mod timestamp;
+pub(crate) mod ui;
 pub(crate) mod upstream;
 
 pub use app::Application;

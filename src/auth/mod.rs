@@ -7,6 +7,7 @@
 //! - `limit`: the per-client budget of failed attempts, checked before any verification;
 //! - `known_clients`: clients that presented a valid key recently (they keep a hashing turn);
 //! - `caller`: the authenticated caller handed to handlers;
+//! - `sessions`: the dashboard's sign-in sessions, which resolve to the same caller;
 //! - `bootstrap`: the first management key.
 
 pub mod bootstrap;
@@ -18,6 +19,7 @@ pub mod known_clients;
 pub mod limit;
 pub mod model;
 pub mod policy;
+pub mod sessions;
 pub mod store;
 pub mod token;
 
@@ -126,9 +128,38 @@ impl Auth {
         if !required {
             return Ok(Caller::anonymous(addr, !self.inner.require_management));
         }
+        let token = token::presented_key(headers)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized("missing API key (use 'Authorization: Bearer <key>')".into())
+            });
+        let holder = self.identify_within_budget(token, addr).await?;
+        permit(holder.kind, scope)?;
+        Ok(holder.caller)
+    }
+
+    /// Checks a key typed into the dashboard's sign-in form, exactly as a request presenting it
+    /// would be checked (same failure budget), whether or not the API needs keys.
+    pub async fn sign_in(&self, key: &str, addr: Option<IpAddr>) -> Result<KeyHolder> {
+        let key = Some(key.trim())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Error::Unauthorized("enter an API key".into()));
+        self.identify_within_budget(key, addr).await
+    }
+
+    /// [`Auth::identify`], with refusals of the key spending the client's budget of failures.
+    async fn identify_within_budget(
+        &self,
+        token: Result<&str>,
+        addr: Option<IpAddr>,
+    ) -> Result<KeyHolder> {
         // Requests without a peer address (in-process callers) share one budget.
         let client = addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let (kind, caller) = match self.identify(headers, addr, client).await {
+        let found = match token {
+            Ok(token) => self.identify(token, addr, client).await,
+            Err(e) => Err(e),
+        };
+        let holder = match found {
             Ok(found) => found,
             // Only refusals of the key itself spend the budget.
             Err(Error::Unauthorized(reason)) => {
@@ -137,8 +168,7 @@ impl Auth {
             Err(other) => return Err(other),
         };
         self.inner.known.note(client);
-        permit(kind, scope)?;
-        Ok(caller)
+        Ok(holder)
     }
 
     /// Decides whether a request may read `/metrics`: one of the configured metrics keys, or
@@ -155,20 +185,14 @@ impl Auth {
             .map(drop)
     }
 
-    /// The key presented and who holds it: a configuration key or a verified key in the cache,
-    /// which cost a digest; else, unless the client's budget of failures is spent, a stored key
-    /// verified now.
+    /// Who holds this key: a configuration key or a verified key in the cache, which cost a
+    /// digest; else, unless the client's budget of failures is spent, a stored key verified now.
     async fn identify(
         &self,
-        headers: &HeaderMap,
+        token: &str,
         addr: Option<IpAddr>,
         client: IpAddr,
-    ) -> Result<(KeyKind, Caller)> {
-        let token = token::presented_key(headers)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                Error::Unauthorized("missing API key (use 'Authorization: Bearer <key>')".into())
-            })?;
+    ) -> Result<KeyHolder> {
         let digest = hash::digest(token);
         if let Some(kind) = self.inner.config_keys.find(&digest) {
             let actor = Actor {
@@ -179,7 +203,11 @@ impl Auth {
                 })
             };
             // Configuration keys carry no policy: everything allowed, no limits.
-            return Ok((kind, Caller::with_key(actor, kind, Access::open())));
+            return Ok(KeyHolder {
+                kind,
+                caller: Caller::with_key(actor, kind, Access::open()),
+                expires_at: None,
+            });
         }
         let store = &self.inner.store;
         let key = match store.cached(&digest)? {
@@ -199,10 +227,12 @@ impl Auth {
             key_id: Some(key.id.clone()),
             addr,
         };
-        Ok((
-            key.kind,
-            Caller::with_key(actor, key.kind, key.access.clone()).with_quota(key.quota.clone()),
-        ))
+        Ok(KeyHolder {
+            kind: key.kind,
+            caller: Caller::with_key(actor, key.kind, key.access.clone())
+                .with_quota(key.quota.clone()),
+            expires_at: key.expires_at,
+        })
     }
 
     /// Background upkeep: evicts keys revoked elsewhere, writes last-use times, trims the limiter
@@ -254,6 +284,17 @@ impl Auth {
             }
         }
     }
+}
+
+/// Who holds a key that was checked, and what the key allows.
+#[derive(Debug, Clone)]
+pub struct KeyHolder {
+    /// What the key is for.
+    pub kind: KeyKind,
+    /// The caller a request with this key is handled as (with the key's whole access).
+    pub caller: Caller,
+    /// Unix seconds when the key expires; `None` = never.
+    pub expires_at: Option<i64>,
 }
 
 /// A management key may do anything; an inference key only inference.

@@ -259,6 +259,11 @@ impl KeyStore {
         self.db.touch_keys(&self.cache.take_unflushed()).await
     }
 
+    /// The quota counters of key `id`, if `limits` set any (the same ones its requests use).
+    pub fn quota_of(&self, id: &str, limits: &Limits) -> Option<Arc<quota::KeyQuota>> {
+        quota::any(limits).then(|| self.quotas.of(id))
+    }
+
     /// Reads the stored quota counters (at start).
     pub async fn load_quotas(&self) -> Result<()> {
         self.quotas.load(&self.db).await

@@ -23,7 +23,8 @@ const SECRET_LEN: usize = 40;
 const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 
 /// Characters of a secret.
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub(crate) const SECRET_ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A key's token. `Debug` hides the secret; `Serialize` writes the whole token (only ever done once,
 /// in the answer that creates the key).
@@ -43,7 +44,7 @@ fn tag(kind: KeyKind) -> &'static str {
     }
 }
 
-fn random_from(alphabet: &[u8], len: usize) -> String {
+pub(crate) fn random_from(alphabet: &[u8], len: usize) -> String {
     let mut rng = OsRng;
     (0..len)
         .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))

@@ -145,15 +145,23 @@ impl Db {
 
     /// Revokes a key at `now`; `None` if there is no such key.
     pub async fn revoke_key(&self, id: &str, now: i64) -> Result<Option<Revoked>> {
+        // The key's dashboard sessions end with it, in the same transaction, whoever revokes it
+        // (the API or the CLI).
+        let mut tx = self.pool().begin().await.on(self)?;
         let changed = sqlx::query!(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             now,
             id
         )
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .on(self)?
         .rows_affected();
+        sqlx::query!("DELETE FROM sessions WHERE key_id = ?", id)
+            .execute(&mut *tx)
+            .await
+            .on(self)?;
+        tx.commit().await.on(self)?;
         if changed > 0 {
             return Ok(Some(Revoked::Now));
         }

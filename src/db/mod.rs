@@ -6,6 +6,7 @@ pub mod history;
 pub mod instances;
 pub mod key_usage;
 pub mod keys;
+pub mod sessions;
 
 use crate::error::{Error, Result};
 use crate::events::Events;

@@ -64,7 +64,11 @@ impl Rules {
                 }
             }
         }
-        if self.check_forms && *req.method() == Method::POST && looks_like_a_form(req.headers()) {
+        if self.check_forms
+            && *req.method() == Method::POST
+            && !dashboard_path(req.uri().path())
+            && looks_like_a_form(req.headers())
+        {
             return Some(Error::UnsupportedMediaType(
                 "a POST needs 'Content-Type: application/json' (or an API key or an \
                  'X-Requested-With' header): form-like requests are refused, since any web page \
@@ -100,6 +104,17 @@ fn addressed_host(req: &Request) -> Option<String> {
         authority.split(':').next().unwrap_or(authority)
     };
     Some(host.to_string())
+}
+
+/// True for the dashboard's paths (everything outside `/api` and `/v1`): its forms are posted as
+/// forms by design, and it refuses other sites' itself (`Sec-Fetch-Site`, `Origin`, and a session's
+/// CSRF token: see `crate::ui::forms`), so the form rule would only lock its own pages out.
+fn dashboard_path(path: &str) -> bool {
+    let under = |root: &str| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    !under("/api") && !under("/v1")
 }
 
 /// True for a request a browser sends cross-origin without asking first: no key, no
@@ -185,6 +200,23 @@ where
 mod tests {
     use super::*;
     use axum::body::Body;
+
+    #[test]
+    fn the_dashboard_is_everything_outside_the_api() {
+        for path in [
+            "/",
+            "/sign-in",
+            "/instances/new",
+            "/keys/x/revoke",
+            "/apis",
+            "/v1x",
+        ] {
+            assert!(dashboard_path(path), "{path}");
+        }
+        for path in ["/api", "/api/v1/instances/x", "/v1", "/v1/chat/completions"] {
+            assert!(!dashboard_path(path), "{path}");
+        }
+    }
 
     fn rules(auth_off: bool, allowed: &[&str]) -> Rules {
         let mut cfg = Config::default();

@@ -85,15 +85,26 @@ pub async fn stream(
         name::validate(instance)?;
     }
     let only = query.instance;
+    Ok(live(&state, move |event| {
+        only.is_none() || event.instance() == only.as_deref()
+    }))
+}
+
+/// The live stream of the events `wanted` keeps, as `GET /api/v1/events` sends them (the dashboard
+/// subscribes through its own session-checked route with a filter by the viewer's instances).
+pub(crate) fn live(
+    state: &AppState,
+    wanted: impl Fn(&LiveEvent) -> bool + Clone + Send + 'static,
+) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
     let subscription = state.events.subscribe();
     let events = futures_util::stream::unfold(subscription, move |mut subscription| {
-        let only = only.clone();
+        let wanted = wanted.clone();
         async move {
             loop {
                 let event = match subscription.next().await? {
                     Received::Lagged(missed) => lagged(missed),
                     Received::Event(event) => {
-                        if only.is_some() && event.instance() != only.as_deref() {
+                        if !wanted(&event) {
                             continue;
                         }
                         sse(&event)
@@ -103,7 +114,7 @@ pub async fn stream(
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// One event as sent.

@@ -3,10 +3,10 @@
 mod activity;
 mod browser;
 pub mod connection;
-mod events;
+pub(crate) mod events;
 mod extract;
-mod forward;
-mod guard;
+pub(crate) mod forward;
+pub(crate) mod guard;
 mod history;
 mod holding;
 mod instances;
@@ -16,10 +16,11 @@ mod openai;
 pub mod openapi;
 mod proxy;
 pub mod serve;
-mod system;
+pub(crate) mod system;
 mod usage;
 
 use crate::activity::Recorder;
+use crate::auth::sessions::Sessions;
 use crate::auth::Auth;
 use crate::backends::BackendCommand;
 use crate::config::Config;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub supervisor: Supervisor,
     /// API keys and who may call what.
     pub auth: Auth,
+    /// The dashboard's sign-in sessions.
+    pub sessions: Sessions,
     /// The database, for reading history.
     pub db: Db,
     /// Pooled client for backends.
@@ -141,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .then(|| openapi::document(described, &state.cfg));
     let app = routes
         .merge(instance_proxy)
+        .merge(crate::ui::router(state.clone()))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);

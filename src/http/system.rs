@@ -44,7 +44,7 @@ pub async fn devices(State(state): State<AppState>) -> Result<String> {
 
 /// Runs the backend resolved at startup (with its configured leading args and the environment every
 /// child starts from) with one flag and returns what it printed (stdout, then stderr).
-async fn run_backend(state: &AppState, flag: &str) -> Result<String> {
+pub(crate) async fn run_backend(state: &AppState, flag: &str) -> Result<String> {
     let backend = &state.backend;
     let program = backend.program().map_err(Error::Failed)?;
     let mut cmd = tokio::process::Command::new(program);

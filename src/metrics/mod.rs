@@ -14,6 +14,7 @@ mod runtimes;
 
 pub(crate) use collect::{Format, InstanceSample, Scrape};
 pub use instance::InstanceMetrics;
+pub(crate) use process::{own_resident_bytes, resident_bytes, started_at};
 pub use runtimes::Runtimes;
 
 use crate::metering::Tokens;

@@ -38,8 +38,21 @@ pub(super) fn this_process() -> Sample {
     }
 }
 
+/// When process `pid` started, in Unix seconds (for an instance's uptime).
+pub(crate) fn started_at(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    let started: f64 = fields.get(19)?.parse().ok()?;
+    Some(boot_time()? + started / clock_ticks()?)
+}
+
+/// Resident memory of llamactl itself.
+pub(crate) fn own_resident_bytes() -> Option<u64> {
+    resident_bytes_of("self")
+}
+
 /// Resident memory of process `pid`.
-pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
     resident_bytes_of(&pid.to_string())
 }
 

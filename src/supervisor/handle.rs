@@ -154,6 +154,11 @@ impl Handle {
         self.usage.last_used()
     }
 
+    /// How long ago a request last began or ended here (or the instance last started).
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last_used().elapsed()
+    }
+
     /// Starts and restarts answered so far.
     pub(super) fn starts(&self) -> u64 {
         self.starts.load(Ordering::SeqCst)

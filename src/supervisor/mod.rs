@@ -406,6 +406,31 @@ impl Supervisor {
         Ok(inst)
     }
 
+    /// The command line an instance runs (or would run on its next start) as its log shows it:
+    /// secret-looking values hidden, `--port` as the running one (or the fixed one, else 0).
+    pub fn command_line(&self, name: &str) -> Result<Vec<String>> {
+        let inst = self.instance(name)?;
+        let spec = inst.spec().redacted();
+        let backend = &self.shared.backend;
+        let slot_dir = self.shared.slots_dir.join(name);
+        let (options, _) = crate::definitions::options::for_run(&spec.backend_options, &slot_dir);
+        let port = inst.snapshot().port.or(spec.port).unwrap_or(0);
+        // The program as resolved at startup, as the log shows it; as configured if it was not found.
+        let program = backend.program().map_or_else(
+            |_| backend.configured().to_string(),
+            |p| p.display().to_string(),
+        );
+        let mut shown = vec![program];
+        shown.extend(crate::backends::llama_cpp::build_args(
+            backend.args(),
+            &options,
+            name,
+            "127.0.0.1",
+            port,
+        ));
+        Ok(shown)
+    }
+
     /// The last `lines` lines of an instance's log (all for `None`).
     pub async fn logs(&self, name: &str, lines: Option<usize>) -> Result<String> {
         let spec = self.instance(name)?.spec();

@@ -2,6 +2,8 @@
 //! through one method per endpoint.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,220 @@
+//! Browser tests: the dashboard in a real headless Chromium (Debian's `chromium`), driven by
+//! Playwright for Python, against a llamactl this test starts with the stand-in backend.
+//! Screenshots go to `target/browser-screenshots/`.
+//!
+//! Ignored by a plain `cargo test`: `make browser` (part of `make test`) installs Chromium and
+//! Playwright and runs them with `LLAMACTL_TEST_PYTHON` (a Python with Playwright) and
+//! `LLAMACTL_TEST_CHROMIUM` (the browser) set.
+
+mod common;
+
+use common::browser::{run_script, screenshots};
+use common::{Options, TestServer, ADMIN_KEY};
+use serde_json::json;
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn sign_in_see_the_landing_page_sign_out_and_a_revoked_keys_session_is_gone() {
+    let server = TestServer::start(Options::fake()).await;
+    let (key, id) = server
+        .new_key(json!({"name": "browser-test", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "sign_in.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("LLAMACTL_KEY_ID", &id),
+                ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    for shot in ["sign-in.png", "sign-in-error.png"] {
+        assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the_error_at_its_field(
+) {
+    let server = TestServer::start(Options::fake()).await;
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let ready = tempfile::tempdir().expect("temp dir");
+    let ready_file = ready.path().join("ready");
+    let base = server.base.clone();
+    let ready_path = ready_file.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "instances.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("READY_FILE", &ready_path),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    // What the page did is what the API sees.
+    assert_eq!(server.status("web").await, "stopped");
+    assert_eq!(server.get("bad").await.0.as_u16(), 404);
+    for shot in [
+        "instances.png",
+        "instances-phone.png",
+        "instance-new-error.png",
+    ] {
+        assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn one_instance_shows_its_command_definition_history_playground_and_live_log_and_is_edited() {
+    let server = TestServer::start(Options::fake()).await;
+    let (status, _) = server
+        .create(
+            "chat",
+            json!({"model": "/models/demo.gguf", "ctx_size": 512}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("chat", "running", std::time::Duration::from_secs(20))
+        .await;
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "instance.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
+                ("INSTANCE", "chat"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    assert!(screenshots().join("instance.png").is_file());
+    // The playground's chats went the /v1 way: recorded with the session's key.
+    let (_, activity) = server.activity("instance=chat").await;
+    let chats = activity["records"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|r| r["key_name"] == "operator" && r["route"] == "chat_completions")
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(chats, 2, "{activity}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn keys_are_created_shown_once_and_revoked_and_an_inference_key_sees_only_its_instances() {
+    let server = TestServer::start(Options::fake()).await;
+    for name in ["alpha", "beta"] {
+        let (status, _) = server
+            .create(name, json!({"model": "/models/demo.gguf"}))
+            .await;
+        assert_eq!(status.as_u16(), 201);
+    }
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "keys.py",
+            &[("LLAMACTL_URL", &base), ("LLAMACTL_KEY", &key)],
+        )
+    })
+    .await
+    .expect("browser script");
+    // The page's revocation is the API's: the key is revoked there too.
+    let (_, keys) = server
+        .call(reqwest::Method::GET, "/api/v1/auth/keys", None)
+        .await;
+    let chat = keys
+        .as_array()
+        .and_then(|all| all.iter().find(|k| k["name"] == "chat-app"))
+        .expect("the key made in the page");
+    assert_eq!(chat["status"], "revoked");
+    assert_eq!(chat["instances"], json!(["alpha"]));
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn the_system_page_shows_versions_devices_running_against_the_limit_and_memory() {
+    let server =
+        TestServer::start(Options::fake().with_yaml("instances:\n  max_running_instances: 3\n"))
+            .await;
+    let (status, _) = server
+        .create("alpha", json!({"model": "/models/demo.gguf"}))
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("alpha", "running", std::time::Duration::from_secs(20))
+        .await;
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "system.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("INSTANCE", "alpha"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
+async fn the_activity_page_lists_requests_and_sums_tokens_per_key_instance_and_day() {
+    let server = TestServer::start(Options::fake()).await;
+    let (status, _) = server
+        .create("alpha", json!({"model": "/models/demo.gguf"}))
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("alpha", "running", std::time::Duration::from_secs(20))
+        .await;
+    for _ in 0..3 {
+        let (status, body) = server.chat("alpha", json!({"fake_prompt_tokens": 7})).await;
+        assert_eq!(status.as_u16(), 200, "{body}");
+    }
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "activity.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("INSTANCE", "alpha"),
+                ("REQUESTS", "3"),
+                ("PROMPT", "7"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+}
