@@ -55,6 +55,7 @@ pub(crate) async fn forward(
                 start: caller.policy().can_start,
                 evict: caller.policy().can_evict,
                 evictable: &evictable,
+                priority: caller.policy().priority,
             };
             state
                 .supervisor

@@ -13,7 +13,7 @@ mod process;
 mod runtimes;
 
 pub(crate) use collect::{Format, InstanceSample, Scrape};
-pub use instance::InstanceMetrics;
+pub use instance::{InstanceMetrics, QueueRefusal};
 pub use runtimes::Runtimes;
 
 use crate::metering::Tokens;
