@@ -41,7 +41,11 @@ async fn alternating_requests_through_one_slot_are_all_answered() {
 
     for (i, request) in requests.into_iter().enumerate() {
         let (code, answer) = request.await.unwrap();
-        assert_eq!(code, StatusCode::OK, "request {i}: {answer}");
+        if code != StatusCode::OK {
+            // What the instances went through says why.
+            let (_, history) = server.history("limit=100").await;
+            panic!("request {i}: {code} {answer}\nhistory: {history:#}");
+        }
         assert!(answer["choices"][0].is_object(), "{answer}");
     }
 }

@@ -17,7 +17,7 @@
 //!   `Retry-After` beyond either).
 
 use super::evict::{Drain, Room};
-use super::queue::{Full, Permit, Rank};
+use super::queue::{Entry, Full, Permit, Rank};
 use super::state::RuntimeState;
 use super::usage::InFlight;
 use super::{Handle, Status, Supervisor};
@@ -30,7 +30,6 @@ use crate::error::{Error, Result};
 use crate::metrics::QueueRefusal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 /// Seconds a client refused by a queue is told to wait before trying again: a place frees as soon
@@ -176,16 +175,15 @@ impl Supervisor {
                 retry_after: QUEUE_RETRY_AFTER,
             }
         };
-        let enter = inst.concurrency().enter(rank, max, limits.max_queue);
-        tokio::pin!(enter);
-        // A free place is taken without counting as a wait.
-        if let Poll::Ready(entered) = futures_util::poll!(enter.as_mut()) {
-            return entered.map_err(full);
-        }
+        let waiter = match inst.concurrency().join(rank, max, limits.max_queue) {
+            Ok(Entry::Now(permit)) => return Ok(permit),
+            Ok(Entry::Waiting(waiter)) => waiter,
+            Err(e) => return Err(full(e)),
+        };
         let _waiting = inst.metrics().waiting();
         let secs = limits.queue_timeout;
-        match tokio::time::timeout(Duration::from_secs(secs), enter).await {
-            Ok(entered) => entered.map_err(full),
+        match tokio::time::timeout(Duration::from_secs(secs), waiter.admitted()).await {
+            Ok(permit) => Ok(permit),
             Err(_) => {
                 inst.metrics().queue_refused(QueueRefusal::Timeout);
                 Err(Error::QueueRefused {
@@ -354,11 +352,12 @@ impl Supervisor {
         if self.shared.cfg.instances.max_running_instances < 0 {
             return Some(None);
         }
-        let enter = self.turns.enter(rights.rank(), 1, None);
-        tokio::pin!(enter);
-        if let Poll::Ready(turn) = futures_util::poll!(enter.as_mut()) {
-            return turn.ok().map(Some);
-        }
+        let waiter = match self.turns.join(rights.rank(), 1, None) {
+            Ok(Entry::Now(permit)) => return Some(Some(permit)),
+            Ok(Entry::Waiting(waiter)) => waiter,
+            // The line of turns has no bound.
+            Err(Full) => return None,
+        };
         let _waiting = inst.metrics().waiting();
         for_room.store(true, Ordering::SeqCst);
         let mut rx = inst.subscribe();
@@ -370,7 +369,7 @@ impl Supervisor {
             }
         };
         let turn = tokio::select! {
-            turn = enter => turn.ok().map(Some),
+            turn = waiter.admitted() => Some(Some(turn)),
             () = became_active => None,
         };
         for_room.store(false, Ordering::SeqCst);

@@ -46,13 +46,35 @@ impl Drop for Permit {
     }
 }
 
-/// Removes a waiter that gave up from the line.
-struct Leave<'a> {
-    list: &'a Waitlist,
-    key: (Rank, u64),
+/// How a request joined the line.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    /// A place was free: taken.
+    Now(Permit),
+    /// In line: await [`Waiter::admitted`].
+    Waiting(Waiter),
 }
 
-impl Drop for Leave<'_> {
+/// A place in line; leaves the line when dropped (a waiter that gave up).
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    list: Arc<Waitlist>,
+    key: (Rank, u64),
+    rx: oneshot::Receiver<Permit>,
+}
+
+impl Waiter {
+    /// Returns once a place is given to this waiter. Cancel by dropping the future.
+    pub(crate) async fn admitted(mut self) -> Permit {
+        match (&mut self.rx).await {
+            Ok(permit) => permit,
+            // The sender lives in the line until it sends; the line outlives this waiter.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Waiter {
     fn drop(&mut self) {
         self.list.lock().waiting.remove(&self.key);
     }
@@ -69,43 +91,51 @@ impl Waitlist {
         self.lock().waiting.len()
     }
 
-    /// A place among `limit`, at once if one is free and nobody waits, else after every waiter of
-    /// a lower rank and those of the same rank who came first. `Full` at once if `max_waiting`
-    /// are waiting already. Cancel by dropping the future.
-    pub(crate) async fn enter(
+    /// Joins the line for a place among `limit`: taken at once if one is free and nobody waits,
+    /// else given after every waiter of a lower rank and those of the same rank who came first.
+    /// `Full` if `max_waiting` are waiting already.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        rank: Rank,
+        limit: usize,
+        max_waiting: Option<usize>,
+    ) -> Result<Entry, Full> {
+        let mut line = self.lock();
+        line.limit = limit;
+        // A raised limit lets waiters in now rather than at the next release.
+        let handed = self.hand_over(&mut line);
+        let entry = if line.waiting.is_empty() && line.in_use < line.limit {
+            line.in_use += 1;
+            Ok(Entry::Now(Permit { list: self.clone() }))
+        } else if max_waiting.is_some_and(|max| line.waiting.len() >= max) {
+            Err(Full)
+        } else {
+            let key = (rank, line.next);
+            line.next += 1;
+            let (tx, rx) = oneshot::channel();
+            line.waiting.insert(key, tx);
+            Ok(Entry::Waiting(Waiter {
+                list: self.clone(),
+                key,
+                rx,
+            }))
+        };
+        drop(line);
+        send_all(handed);
+        entry
+    }
+
+    /// [`Waitlist::join`], then the wait.
+    #[cfg(test)]
+    async fn enter(
         self: &Arc<Self>,
         rank: Rank,
         limit: usize,
         max_waiting: Option<usize>,
     ) -> Result<Permit, Full> {
-        let (key, rx, handed) = {
-            let mut line = self.lock();
-            line.limit = limit;
-            // A raised limit lets waiters in now rather than at the next release.
-            let handed = self.hand_over(&mut line);
-            if line.waiting.is_empty() && line.in_use < line.limit {
-                line.in_use += 1;
-                drop(line);
-                send_all(handed);
-                return Ok(Permit { list: self.clone() });
-            }
-            if max_waiting.is_some_and(|max| line.waiting.len() >= max) {
-                drop(line);
-                send_all(handed);
-                return Err(Full);
-            }
-            let key = (rank, line.next);
-            line.next += 1;
-            let (tx, rx) = oneshot::channel();
-            line.waiting.insert(key, tx);
-            (key, rx, handed)
-        };
-        send_all(handed);
-        let _leave = Leave { list: self, key };
-        match rx.await {
-            Ok(permit) => Ok(permit),
-            // The sender is only dropped with the line, which outlives this borrow: not reached.
-            Err(_) => Err(Full),
+        match self.join(rank, limit, max_waiting)? {
+            Entry::Now(permit) => Ok(permit),
+            Entry::Waiting(waiter) => Ok(waiter.admitted().await),
         }
     }
 
@@ -209,8 +239,9 @@ mod tests {
     async fn a_dropped_waiter_passes_its_place_on() {
         let list = Arc::new(Waitlist::default());
         let held = list.enter(1, 1, None).await.unwrap();
-        let mut dropped = Box::pin(list.enter(1, 1, None));
-        assert!(futures_util::poll!(dropped.as_mut()).is_pending());
+        let Ok(Entry::Waiting(dropped)) = list.join(1, 1, None) else {
+            panic!("the place is taken: it waits");
+        };
         let next = {
             let list = list.clone();
             tokio::spawn(async move { list.enter(1, 1, None).await.map(drop) })
