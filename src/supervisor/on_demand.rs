@@ -113,14 +113,14 @@ impl Supervisor {
                     let max = self.shared.cfg.instances.max_running_instances;
                     return Err(Error::Conflict(format!(
                         "maximum number of running instances ({max}) reached, and no running \
-                     instance could be freed for '{name}' within {secs} s \
-                     (instances.on_demand_start_timeout)"
+                         instance could be freed for '{name}' within {secs} s \
+                         (instances.on_demand_start_timeout)"
                     )));
                 }
                 Err(_) => {
                     return Err(Error::Unavailable(format!(
                         "instance '{name}' did not become ready within {secs} s \
-                     (instances.on_demand_start_timeout)"
+                         (instances.on_demand_start_timeout)"
                     )))
                 }
             };
