@@ -75,6 +75,15 @@ pub enum Error {
     /// Instance not running, or a cold start timed out (503).
     #[error("{0}")]
     Unavailable(String),
+    /// A request queue that is full or was waited in too long (503); the client may try again after
+    /// `retry_after` seconds.
+    #[error("{message}")]
+    QueueRefused {
+        /// What the client sees.
+        message: String,
+        /// Seconds to wait before trying again, sent as `Retry-After`.
+        retry_after: u64,
+    },
     /// An instance could not be started: its backend could not be spawned, or (for a request
     /// that waits for it) exited before it was ready (500, "Failed to start instance" in the API
     /// reference). The reason may quote the backend's log, so only operators see it (see
@@ -152,7 +161,9 @@ impl Error {
             }
             Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Unavailable(_) | Error::DatabaseBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::QueueRefused { .. } | Error::DatabaseBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Error::StartFailed { .. }
             | Error::Failed(_)
@@ -256,7 +267,8 @@ impl IntoResponse for Error {
         }
         let body = axum::Json(json!({ "error": self.public_message() }));
         match self {
-            Error::TooManyRequests { retry_after, .. } => {
+            Error::TooManyRequests { retry_after, .. }
+            | Error::QueueRefused { retry_after, .. } => {
                 (status, [(header::RETRY_AFTER, retry_after)], body).into_response()
             }
             Error::QuotaExceeded(refusal) => {

@@ -417,10 +417,12 @@ async fn a_swap_stops_the_old_backend_before_it_starts_the_new_one() {
     );
 }
 
+/// A busy instance is never stopped under a request: a request for another one waits for it to
+/// finish (the API's own start, which does not wait, is refused), then takes its place.
 #[tokio::test]
-async fn an_instance_serving_a_request_is_not_evicted() {
+async fn an_instance_serving_a_request_is_not_evicted_and_the_newcomer_waits_for_it() {
     let opts = Options::fake().with_yaml("instances:\n  max_running_instances: 1\n");
-    let server = TestServer::start(opts).await;
+    let server = std::sync::Arc::new(TestServer::start(opts).await);
     stopped(&server, "waiting", json!({"model": "/w.gguf"})).await;
     running(&server, "busy", json!({"model": "/b.gguf"})).await;
 
@@ -429,25 +431,26 @@ async fn an_instance_serving_a_request_is_not_evicted() {
     let mut stream = resp.bytes_stream();
     stream.next().await.expect("first chunk").expect("chunk");
 
-    let (code, answer) = server.chat("waiting", json!({})).await;
-    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
-    assert!(error_of(&answer).contains("maximum number of running instances (1)"));
+    let waiter = {
+        let server = server.clone();
+        tokio::spawn(async move { server.chat("waiting", json!({})).await })
+    };
     assert_eq!(server.op("waiting", "start").await.0, StatusCode::CONFLICT);
     assert_eq!(server.status("busy").await, "running");
 
-    // The server learns of the hang-up on its next write to the client: poll.
+    // The server learns of the hang-up on its next write to the client; then the waiter goes on.
     drop(stream);
-    let deadline = std::time::Instant::now() + READY;
-    loop {
-        let (code, answer) = server.chat("waiting", json!({})).await;
-        if code == StatusCode::OK {
-            break;
-        }
-        assert_eq!(code, StatusCode::CONFLICT, "{answer}");
-        assert!(std::time::Instant::now() < deadline, "still busy: {answer}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (code, answer) = tokio::time::timeout(READY, waiter)
+        .await
+        .expect("the waiting request is answered once the busy instance is free")
+        .unwrap();
+    assert_eq!(code, StatusCode::OK, "{answer}");
     assert_eq!(server.status("busy").await, "stopped");
+    let evicted = server.wait_event("busy", "evicted", READY).await;
+    assert!(
+        evicted.detail.contains("make room for 'waiting'"),
+        "{evicted:?}"
+    );
 }
 
 #[tokio::test]

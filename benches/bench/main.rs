@@ -27,6 +27,7 @@ mod stand_in;
 mod stats;
 mod streams;
 mod swap;
+mod swap_storm;
 
 use opts::Opts;
 use report::Report;

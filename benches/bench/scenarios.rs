@@ -17,6 +17,7 @@ use crate::rig::INSTANCE;
 use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, GO_PROXY, NGINX, PROXY};
 use crate::streams;
 use crate::swap;
+use crate::swap_storm;
 use serde_json::{json, Value};
 
 /// A short chat request; `model` names the instance, so llamactl's `/v1` routing can use it too
@@ -78,6 +79,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::Custom(
             "swap: max_running_instances 1, request for the stopped instance",
             swap::swap,
+        ),
+        Scenario::Custom(
+            "swap storm: max_running_instances 1, 16 concurrent requests alternating",
+            swap_storm::storm,
         ),
         Scenario::Custom("memory and listing", memory::hundred_stopped),
     ]

@@ -7,4 +7,4 @@ pub mod options;
 pub mod secrets;
 pub mod spec;
 
-pub use spec::{InstanceSpec, SpecPatch};
+pub use spec::{InstanceSpec, QueueLimits, SpecPatch};

@@ -64,6 +64,35 @@ pub struct InstanceSpec {
     /// A fixed port inside the configured range; otherwise one is chosen at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Requests answered at once; more wait in the instance's queue (unset: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 65536)]
+    pub max_concurrent: Option<u32>,
+    /// Requests that may wait beyond `max_concurrent`; more are refused with 503 (unset: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 1000000)]
+    pub max_queue: Option<u32>,
+    /// Seconds a request may wait in the queue before it is refused with 503 (unset: the
+    /// server's `instances.on_demand_start_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub queue_timeout: Option<u64>,
+}
+
+/// Largest `max_concurrent`, `max_queue` and `queue_timeout` accepted.
+const MAX_CONCURRENT: u32 = 65_536;
+const MAX_QUEUE: u32 = 1_000_000;
+const MAX_QUEUE_TIMEOUT: u64 = 86_400;
+
+/// How an instance's request queue is set, with the server's defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Requests answered at once (`None`: no limit, no queue).
+    pub max_concurrent: Option<usize>,
+    /// Requests that may wait (`None`: no limit).
+    pub max_queue: Option<usize>,
+    /// Seconds one may wait.
+    pub queue_timeout: u64,
 }
 
 /// Lifecycle settings after defaults are applied.
@@ -98,6 +127,17 @@ impl InstanceSpec {
         }
     }
 
+    /// The request queue in force, with the config's defaults for what the spec leaves open.
+    pub fn queue_limits(&self, defaults: &InstancesConfig) -> QueueLimits {
+        QueueLimits {
+            max_concurrent: self.max_concurrent.map(|n| n as usize),
+            max_queue: self.max_queue.map(|n| n as usize),
+            queue_timeout: self
+                .queue_timeout
+                .unwrap_or(defaults.on_demand_start_timeout),
+        }
+    }
+
     /// Checks the definition against the server's limits and what an API caller may choose:
     /// options (`options.rs`) and environment variables (`environment.rs`), where `operator_env` is
     /// the operator's `backends.*.environment`, which an instance may not override.
@@ -115,6 +155,9 @@ impl InstanceSpec {
                 )));
             }
         }
+        check_range("max_concurrent", self.max_concurrent, 1, MAX_CONCURRENT)?;
+        check_range("max_queue", self.max_queue, 0, MAX_QUEUE)?;
+        check_range("queue_timeout", self.queue_timeout, 1, MAX_QUEUE_TIMEOUT)?;
         for (name, value) in self.environment.iter().flatten() {
             environment::check_variable(name, |n| operator_env.contains_key(n))?;
             environment::check_value(name, value)?;
@@ -159,7 +202,25 @@ impl InstanceSpec {
         set(&mut self.idle_timeout, f.idle_timeout);
         set(&mut self.environment, f.environment);
         set(&mut self.port, f.port);
+        set(&mut self.max_concurrent, f.max_concurrent);
+        set(&mut self.max_queue, f.max_queue);
+        set(&mut self.queue_timeout, f.queue_timeout);
         Ok(())
+    }
+}
+
+/// 400 unless an optional number lies within `lo..=hi`.
+fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: Option<T>,
+    lo: T,
+    hi: T,
+) -> Result<()> {
+    match value {
+        Some(v) if v < lo || v > hi => Err(Error::BadRequest(format!(
+            "{key} must be between {lo} and {hi}, not {v}"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -193,6 +254,9 @@ pub struct FieldsPatch {
     idle_timeout: Option<Option<Minutes>>,
     environment: Option<Option<BTreeMap<String, String>>>,
     port: Option<Option<u16>>,
+    max_concurrent: Option<Option<u32>>,
+    max_queue: Option<Option<u32>>,
+    queue_timeout: Option<Option<u64>>,
 }
 
 /// A parsed create or update body.
@@ -213,6 +277,9 @@ const INSTANCE_KEYS: &[&str] = &[
     "idle_timeout",
     "environment",
     "port",
+    "max_concurrent",
+    "max_queue",
+    "queue_timeout",
 ];
 
 impl SpecPatch {
@@ -274,6 +341,9 @@ impl FieldsPatch {
             "idle_timeout" => self.idle_timeout = Some(typed(key, value)?),
             "environment" => self.environment = Some(typed(key, value)?),
             "port" => self.port = Some(typed(key, value)?),
+            "max_concurrent" => self.max_concurrent = Some(typed(key, value)?),
+            "max_queue" => self.max_queue = Some(typed(key, value)?),
+            "queue_timeout" => self.queue_timeout = Some(typed(key, value)?),
             _ => return Err(Error::Internal(format!("unhandled instance key {key}"))),
         }
         Ok(())
@@ -385,6 +455,9 @@ mod tests {
             json!({"environment": {"A": 1}}),
             json!({"idle_timeout": -1}),
             json!({"idle_timeout": "5"}),
+            json!({"max_concurrent": -1}),
+            json!({"max_concurrent": 1.5}),
+            json!({"queue_timeout": "5"}),
         ];
         for case in cases {
             assert!(
@@ -408,6 +481,11 @@ mod tests {
             json!({"backend_options": {"port": 1}}),
             json!({"port": 80}),
             json!({"environment": {"1BAD": "x"}}),
+            json!({"max_concurrent": 0}),
+            json!({"max_concurrent": 70000}),
+            json!({"max_queue": 2000000}),
+            json!({"queue_timeout": 0}),
+            json!({"queue_timeout": 100000}),
         ];
         for case in cases {
             let spec = SpecPatch::from_body(body(case.clone()))

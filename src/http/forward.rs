@@ -60,6 +60,7 @@ pub(crate) async fn forward(
                 start: caller.policy().can_start,
                 evict: caller.policy().can_evict,
                 evictable: &evictable,
+                priority: caller.policy().priority,
             };
             state
                 .supervisor

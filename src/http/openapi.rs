@@ -81,9 +81,9 @@ pub struct InferenceBody {
         (status = 400, description = "Not JSON, or no `model`", body = ErrorBody),
         (status = 403, description = "This key may not use this instance", body = ErrorBody),
         (status = 404, description = "No instance of this name", body = ErrorBody),
-        (status = 409, description = "max_running_instances is reached and nothing can be evicted", body = ErrorBody),
+        (status = 409, description = "max_running_instances is reached and nothing may be evicted (enable_lru_eviction off, can_evict false), or no instance could be freed within on_demand_start_timeout", body = ErrorBody),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key", body = ErrorBody),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering", body = ErrorBody),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering, or its queue (max_concurrent) is full or was waited in past queue_timeout (with Retry-After)", body = ErrorBody),
         (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began", body = ErrorBody)))]
 #[allow(dead_code)]
 async fn chat_completions() {}
@@ -95,9 +95,9 @@ async fn chat_completions() {}
         (status = 400, description = "Not JSON, or no `model`"),
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
-        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 409, description = "max_running_instances is reached and nothing may be evicted (enable_lru_eviction off, can_evict false), or no instance could be freed within on_demand_start_timeout"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering, or its queue (max_concurrent) is full or was waited in past queue_timeout (with Retry-After)"),
         (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn completions() {}
@@ -109,9 +109,9 @@ async fn completions() {}
         (status = 400, description = "Not JSON, or no `model`"),
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
-        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 409, description = "max_running_instances is reached and nothing may be evicted (enable_lru_eviction off, can_evict false), or no instance could be freed within on_demand_start_timeout"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering, or its queue (max_concurrent) is full or was waited in past queue_timeout (with Retry-After)"),
         (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn embeddings() {}
@@ -123,9 +123,9 @@ async fn embeddings() {}
         (status = 400, description = "Not JSON, or no `model`"),
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
-        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 409, description = "max_running_instances is reached and nothing may be evicted (enable_lru_eviction off, can_evict false), or no instance could be freed within on_demand_start_timeout"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering, or its queue (max_concurrent) is full or was waited in past queue_timeout (with Retry-After)"),
         (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn rerank() {}
@@ -137,9 +137,9 @@ async fn rerank() {}
         (status = 400, description = "Not JSON, or no `model`"),
         (status = 403, description = "This key may not use this instance"),
         (status = 404, description = "No instance of this name"),
-        (status = 409, description = "max_running_instances is reached and nothing can be evicted"),
+        (status = 409, description = "max_running_instances is reached and nothing may be evicted (enable_lru_eviction off, can_evict false), or no instance could be freed within on_demand_start_timeout"),
         (status = 500, description = "The instance could not be started: the reason for an operator, a reference to it in llamactl's log for an inference key"),
-        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering"),
+        (status = 503, description = "Not running and not started on demand (on-demand start off, or stopped by an operator), or its cold start timed out, or it went down (hung or crashed) while answering, or its queue (max_concurrent) is full or was waited in past queue_timeout (with Retry-After)"),
         (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began")))]
 #[allow(dead_code)]
 async fn reranking() {}
@@ -493,6 +493,9 @@ fn instance_body(cfg: &Config) -> Value {
             "additionalProperties": {"type": "string", "pattern": r"^[^\u0000]*$"},
         })),
         "port": nullable(json!({"type": "integer", "minimum": lo, "maximum": hi})),
+        "max_concurrent": nullable(json!({"type": "integer", "minimum": 1, "maximum": 65536, "description": "Requests answered at once; more wait in the instance's queue"})),
+        "max_queue": nullable(json!({"type": "integer", "minimum": 0, "maximum": 1000000, "description": "Requests that may wait beyond max_concurrent; more get 503 with Retry-After"})),
+        "queue_timeout": nullable(json!({"type": "integer", "minimum": 1, "maximum": 86400, "description": "Seconds a request may wait in the queue (default: instances.on_demand_start_timeout); then 503 with Retry-After"})),
     });
     let refused: Vec<String> = RESERVED
         .iter()

@@ -2,7 +2,7 @@
 //! in-flight requests and memory; llamactl's own process figures; open connections), encoded in
 //! the format the scraper asked for.
 
-use super::instance::InstanceMetrics;
+use super::instance::{InstanceMetrics, QueueRefusal};
 use super::process;
 use super::Metrics;
 use crate::names;
@@ -250,6 +250,30 @@ impl Scrape {
         );
         family!(
             enc,
+            "llamactl_instance_queue_length",
+            "Requests waiting now: for a place among the instance's max_concurrent, or for room at max_running_instances",
+            MetricType::Gauge,
+            instances.iter().map(|s| (one(s), s.metrics.queued_now())),
+            ConstGauge::new
+        );
+        family!(
+            enc,
+            "llamactl_instance_queue_refusals",
+            "Requests the instance's queue refused, by reason: full (max_queue, 503), timeout (queue_timeout, 503), no_room (nothing freed within on_demand_start_timeout, 409), eviction_off (409)",
+            MetricType::Counter,
+            instances.iter().flat_map(|s| {
+                QueueRefusal::ALL.iter().map(|why| {
+                    let labels = [
+                        ("instance", s.name.clone()),
+                        ("reason", names::name_of(why)),
+                    ];
+                    (labels, s.metrics.queue_refusals[*why as usize].get())
+                })
+            }),
+            ConstCounter::new
+        );
+        family!(
+            enc,
             "llamactl_instance_resident_memory_bytes",
             "Resident memory of the instance's backend process",
             MetricType::Gauge,
@@ -308,7 +332,12 @@ impl Scrape {
                 }
             }
         }
-        let counters: [(&str, &str, Read); 9] = [
+        let counters: [(&str, &str, Read); 10] = [
+            (
+                "llamactl_instance_swaps",
+                "Starts of the instance that stopped another one to make room at max_running_instances",
+                |m| m.swaps.get(),
+            ),
             (
                 "llamactl_instance_prompt_tokens",
                 "Prompt tokens the instance's backend reported",
@@ -364,6 +393,17 @@ impl Scrape {
                 instances.iter().map(|s| (one(s), read(&s.metrics))),
                 ConstCounter::new
             );
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "llamactl_instance_queue_wait_seconds",
+                "Time a request waited in a queue of the instance (for a place among max_concurrent, or for room at max_running_instances), whether it was let in or refused",
+                None,
+                MetricType::Histogram,
+            )?;
+            for s in instances {
+                s.metrics.queue_wait.encode(m.encode_family(&one(s))?)?;
+            }
         }
         let mut m = enc.encode_descriptor(
             "llamactl_instance_start_duration_seconds",

@@ -5,10 +5,11 @@ use crate::activity::Route;
 use crate::audit::Event;
 use crate::metering::Tokens;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// Request latency buckets, seconds: a health check takes milliseconds, a long answer minutes.
 pub(super) const LATENCY_BUCKETS: [f64; 15] = [
@@ -19,6 +20,47 @@ pub(super) const LATENCY_BUCKETS: [f64; 15] = [
 const START_BUCKETS: [f64; 11] = [
     0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// Why a request was refused by an instance's queue, as `/metrics` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueRefusal {
+    /// `max_queue` requests were waiting already (503).
+    Full,
+    /// It waited `queue_timeout` for a place among `max_concurrent` (503).
+    Timeout,
+    /// No running instance could be freed for it within `on_demand_start_timeout` (409).
+    NoRoom,
+    /// At `max_running_instances` with eviction off, or not allowed to this key (409).
+    EvictionOff,
+}
+
+impl QueueRefusal {
+    /// Every reason, in the order the counters are kept.
+    pub(crate) const ALL: [QueueRefusal; 4] = [
+        QueueRefusal::Full,
+        QueueRefusal::Timeout,
+        QueueRefusal::NoRoom,
+        QueueRefusal::EvictionOff,
+    ];
+}
+
+/// One request waiting in a queue of the instance: counted in the queue's length until dropped,
+/// when its wait is recorded.
+#[derive(Debug)]
+pub struct Waiting {
+    metrics: Arc<InstanceMetrics>,
+    since: Instant,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.metrics.queued.dec();
+        self.metrics
+            .queue_wait
+            .observe(self.since.elapsed().as_secs_f64());
+    }
+}
 
 /// Request duration and time to first byte for one route class.
 #[derive(Debug)]
@@ -51,6 +93,10 @@ pub struct InstanceMetrics {
     pub(super) unresponsive: Counter,
     pub(super) stalled_answers: Counter,
     pub(super) start_duration: Histogram,
+    pub(super) queued: Gauge,
+    pub(super) queue_wait: Histogram,
+    pub(super) swaps: Counter,
+    pub(super) queue_refusals: [Counter; 4],
 }
 
 impl Default for InstanceMetrics {
@@ -68,6 +114,10 @@ impl Default for InstanceMetrics {
             unresponsive: Counter::default(),
             stalled_answers: Counter::default(),
             start_duration: Histogram::new(START_BUCKETS),
+            queued: Gauge::default(),
+            queue_wait: Histogram::new(LATENCY_BUCKETS),
+            swaps: Counter::default(),
+            queue_refusals: Default::default(),
         }
     }
 }
@@ -154,5 +204,29 @@ impl InstanceMetrics {
     /// Records how long a start took, from spawn to ready.
     pub(crate) fn started_in(&self, took: Duration) {
         self.start_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts a request as waiting in one of the instance's queues until the guard is dropped.
+    pub(crate) fn waiting(self: &Arc<Self>) -> Waiting {
+        self.queued.inc();
+        Waiting {
+            metrics: self.clone(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Requests waiting in the instance's queues now.
+    pub(crate) fn queued_now(&self) -> i64 {
+        self.queued.get()
+    }
+
+    /// Counts a start that stopped another instance to make room for this one.
+    pub(crate) fn swapped_in(&self) {
+        self.swaps.inc();
+    }
+
+    /// Counts a request the queue refused.
+    pub(crate) fn queue_refused(&self, why: QueueRefusal) {
+        self.queue_refusals[why as usize].inc();
     }
 }

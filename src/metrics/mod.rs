@@ -13,7 +13,7 @@ mod process;
 mod runtimes;
 
 pub(crate) use collect::{Format, InstanceSample, Scrape};
-pub use instance::InstanceMetrics;
+pub use instance::{InstanceMetrics, QueueRefusal};
 pub(crate) use process::{own_resident_bytes, resident_bytes, started_at};
 pub use runtimes::Runtimes;
 

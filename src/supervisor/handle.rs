@@ -1,6 +1,7 @@
 //! The handle on one instance: its definition, its runtime state, and the channel to its actor.
 
 use super::actor::Command;
+use super::queue::Waitlist;
 use super::state::{RuntimeState, Status};
 use super::usage::{InFlight, Usage};
 use crate::db::instances::Desired;
@@ -26,6 +27,8 @@ pub struct Handle {
     state: watch::Sender<RuntimeState>,
     cmd: mpsc::UnboundedSender<Command>,
     usage: Usage,
+    /// Requests waiting for a place among `max_concurrent`.
+    concurrency: Arc<Waitlist>,
     /// What it has served and been through, for `/metrics`; goes with the instance.
     metrics: Arc<InstanceMetrics>,
     /// Starts and restarts answered so far: lets a request tell whether someone else started the
@@ -57,6 +60,7 @@ impl Handle {
             state,
             cmd,
             usage: Usage::new(),
+            concurrency: Arc::default(),
             metrics: Arc::default(),
             starts: AtomicU64::new(0),
             events,
@@ -144,9 +148,15 @@ impl Handle {
         &self.metrics
     }
 
-    /// Counts one request as in flight until the returned guard is dropped.
-    pub fn begin_use(self: &Arc<Self>) -> InFlight {
-        InFlight::begin(self.clone())
+    /// Counts one request as in flight until the returned guard is dropped, unless the instance is
+    /// draining (chosen for eviction).
+    pub(super) fn try_begin_use(self: &Arc<Self>) -> Option<InFlight> {
+        InFlight::try_begin(self.clone())
+    }
+
+    /// The line for a place among `max_concurrent`.
+    pub(super) fn concurrency(&self) -> &Arc<Waitlist> {
+        &self.concurrency
     }
 
     /// When a request last began or ended here (or the instance last started or became ready).

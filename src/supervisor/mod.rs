@@ -18,6 +18,7 @@ pub mod logs;
 mod on_demand;
 pub mod ports;
 pub mod process;
+mod queue;
 pub mod spawner;
 pub mod state;
 mod usage;
@@ -81,6 +82,9 @@ pub struct Supervisor {
     /// Serialises admission (create, delete, start, eviction, idle stop) so limits hold under
     /// concurrency.
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// The turn to make room at `max_running_instances` for an on-demand start: one request at a
+    /// time, by its key's priority, so swaps happen one after another and in order.
+    turns: Arc<queue::Waitlist>,
     /// The idle watcher, once started.
     idle_task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -114,6 +118,7 @@ impl Supervisor {
             shared: Arc::new(shared),
             instances: Arc::default(),
             gate: Arc::default(),
+            turns: Arc::default(),
             idle_task: Arc::default(),
         })
     }
@@ -285,7 +290,7 @@ impl Supervisor {
             )));
         }
         self.check_port_free(name, &spec)?;
-        self.make_room(name, actor, Rights::ALL).await?;
+        self.make_room(name, actor, Rights::ALL).await?.now()?;
         let now = chrono::Utc::now().timestamp();
         self.shared
             .db
@@ -378,7 +383,7 @@ impl Supervisor {
     pub async fn start(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.make_room(name, actor, Rights::ALL).await?;
+        self.make_room(name, actor, Rights::ALL).await?.now()?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, None).await;
         inst.start().await?;
@@ -398,7 +403,7 @@ impl Supervisor {
     pub async fn restart(&self, name: &str, actor: &Actor) -> Result<Arc<Handle>> {
         let inst = self.instance(name)?;
         let _guard = self.gate.lock().await;
-        self.make_room(name, actor, Rights::ALL).await?;
+        self.make_room(name, actor, Rights::ALL).await?.now()?;
         self.set_desired(&inst, Desired::Running).await?;
         self.record(name, Event::StartRequested, actor, Some("restart"))
             .await;

@@ -1,0 +1,396 @@
+//! Requests wait their turn (issue 13): at `max_running_instances` a request for a stopped instance
+//! waits for a busy one to drain instead of a 409, swaps are batched, and an instance's
+//! `max_concurrent` queue serves by key priority, bounded by `max_queue` and `queue_timeout`.
+//! Against the real server binary and the stand-in backend; order is read from what the backend
+//! logged, never from timings.
+
+mod common;
+
+use common::{eventually_async, Options, TestServer, ADMIN_KEY, INFERENCE_KEY};
+use prometheus_parse::{Sample, Scrape, Value as Metric};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const READY: Duration = Duration::from_secs(30);
+
+async fn create(server: &TestServer, name: &str, body: Value) {
+    let (code, created) = server.create(name, body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    server.wait_status(name, "running", READY).await;
+}
+
+/// A chat request to `model` as `key`, tagged so the backend logs it, slowed by `delay` seconds.
+async fn chat(
+    server: &TestServer,
+    key: &str,
+    model: &str,
+    tag: &str,
+    delay: f64,
+) -> (StatusCode, Value) {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                      "fake_tag": tag, "fake_delay": delay});
+    server
+        .call_as(Some(key), Method::POST, "/v1/chat/completions", Some(body))
+        .await
+}
+
+fn spawn_chat(
+    server: &Arc<TestServer>,
+    key: &str,
+    model: &str,
+    tag: &str,
+    delay: f64,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let (server, key, model, tag) = (
+        server.clone(),
+        key.to_string(),
+        model.to_string(),
+        tag.to_string(),
+    );
+    tokio::spawn(async move { chat(&server, &key, &model, &tag, delay).await })
+}
+
+async fn scrape(server: &TestServer) -> Vec<Sample> {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("body");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    Scrape::parse(lines)
+        .unwrap_or_else(|e| panic!("unparsable exposition: {e}\n{text}"))
+        .samples
+}
+
+/// The sample `metric` with `labels`; 0 when there is none (a histogram: its count).
+fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        None => 0.0,
+        Some(Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v)) => *v,
+        Some(Metric::Histogram(buckets)) => buckets.last().map_or(0.0, |b| b.count),
+        Some(other) => panic!("{metric}: unexpected {other:?}"),
+    }
+}
+
+async fn queue_length(server: &TestServer, instance: &str) -> f64 {
+    let samples = scrape(server).await;
+    value(
+        &samples,
+        "llamactl_instance_queue_length",
+        &[("instance", instance)],
+    )
+}
+
+/// Polls until `instance`'s queue holds `n` requests.
+async fn wait_queued(server: &TestServer, instance: &str, n: f64) {
+    eventually_async(&format!("{n} waiting for {instance}"), READY, || async {
+        queue_length(server, instance).await == n
+    })
+    .await;
+}
+
+/// Polls until the backend of `instance` logged `serving <tag>`.
+async fn wait_served(server: &TestServer, instance: &str, tag: &str) {
+    eventually_async(&format!("{instance} serving {tag}"), READY, || async {
+        served(server, instance).await.iter().any(|t| t == tag)
+    })
+    .await;
+}
+
+/// The tags the backend of `instance` logged, in the order it began serving them.
+async fn served(server: &TestServer, instance: &str) -> Vec<String> {
+    let (_, log) = server.logs(instance, None).await;
+    log.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("serving "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn sixteen_requests_alternating_between_two_models_in_one_slot_are_all_answered() {
+    let opts = Options::fake().with_yaml("instances:\n  max_running_instances: 1\n");
+    let server = Arc::new(TestServer::start(opts).await);
+    create(&server, "a", json!({"model": "/a.gguf"})).await;
+    // Creating b at the limit evicts the idle a: b is loaded, a dormant.
+    create(&server, "b", json!({"model": "/b.gguf"})).await;
+
+    let requests: Vec<_> = (0..16)
+        .map(|i| {
+            let model = if i % 2 == 0 { "a" } else { "b" };
+            spawn_chat(&server, INFERENCE_KEY, model, &format!("r{i}"), 0.2)
+        })
+        .collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        let (code, answer) = request.await.unwrap();
+        assert_eq!(code, StatusCode::OK, "request {i}: {answer}");
+    }
+
+    // Each model's requests were batched: a handful of swaps, not one per request.
+    let samples = scrape(&server).await;
+    let swaps: f64 = ["a", "b"]
+        .iter()
+        .map(|i| {
+            value(
+                &samples,
+                "llamactl_instance_swaps_total",
+                &[("instance", i)],
+            )
+        })
+        .sum();
+    let (_, page) = server.history("limit=1000").await;
+    let evictions = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "evicted")
+        .count();
+    assert!(
+        (1.0..=4.0).contains(&swaps),
+        "{swaps} swaps for 16 requests"
+    );
+    // One eviction was the create's, before the storm.
+    assert!(evictions <= 5, "{evictions} evictions: {page}");
+    assert_eq!(queue_length(&server, "a").await, 0.0);
+    assert_eq!(queue_length(&server, "b").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_low_priority_key_waits_behind_high_priority_ones() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    create(
+        &server,
+        "q",
+        json!({"model": "/q.gguf", "max_concurrent": 1}),
+    )
+    .await;
+    let (low, _) = server
+        .new_key(json!({"name": "batch", "kind": "inference", "priority": "low"}))
+        .await;
+    let (high, _) = server
+        .new_key(json!({"name": "chat", "kind": "inference", "priority": "high"}))
+        .await;
+
+    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 1.5);
+    wait_served(&server, "q", "blocker").await;
+    // The low one comes first, then two high ones: each known to wait before the next is sent.
+    let mut waiting = vec![spawn_chat(&server, &low, "q", "low", 0.0)];
+    wait_queued(&server, "q", 1.0).await;
+    for (n, tag) in ["high-1", "high-2"].iter().enumerate() {
+        waiting.push(spawn_chat(&server, &high, "q", tag, 0.0));
+        wait_queued(&server, "q", n as f64 + 2.0).await;
+    }
+
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    for w in waiting {
+        let (code, answer) = w.await.unwrap();
+        assert_eq!(code, StatusCode::OK, "{answer}");
+    }
+    assert_eq!(
+        served(&server, "q").await,
+        ["blocker", "high-1", "high-2", "low"],
+        "the order the backend began serving"
+    );
+    let samples = scrape(&server).await;
+    assert_eq!(
+        value(
+            &samples,
+            "llamactl_instance_queue_wait_seconds",
+            &[("instance", "q")]
+        ),
+        3.0,
+        "three requests waited"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 1});
+    create(&server, "q", body).await;
+    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 2.0);
+    wait_served(&server, "q", "blocker").await;
+    let queued = spawn_chat(&server, INFERENCE_KEY, "q", "queued", 0.0);
+    wait_queued(&server, "q", 1.0).await;
+
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(INFERENCE_KEY)
+        .json(&json!({"model": "q", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert!(error_of(&body).contains("max_queue"), "{body}");
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    assert_eq!(queued.await.unwrap().0, StatusCode::OK);
+    let samples = scrape(&server).await;
+    let refused = [("instance", "q"), ("reason", "full")];
+    assert_eq!(
+        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_waits_past_queue_timeout_gets_503() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    let body = json!({"model": "/q.gguf", "max_concurrent": 1, "queue_timeout": 1});
+    create(&server, "q", body).await;
+    // The blocker holds the only place far longer than the waiter may wait.
+    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 6.0);
+    wait_served(&server, "q", "blocker").await;
+
+    let (code, answer) = chat(&server, INFERENCE_KEY, "q", "late", 0.0).await;
+
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(error_of(&answer).contains("queue_timeout"), "{answer}");
+    assert!(!served(&server, "q").await.contains(&"late".to_string()));
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    let samples = scrape(&server).await;
+    let refused = [("instance", "q"), ("reason", "timeout")];
+    assert_eq!(
+        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_waiter_that_disconnects_frees_its_place() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 1});
+    create(&server, "q", body).await;
+    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 2.0);
+    wait_served(&server, "q", "blocker").await;
+
+    // A client that gives up while it waits: its request is dropped with its connection.
+    let gone = {
+        let base = server.base.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(INFERENCE_KEY)
+                .json(&json!({"model": "q", "messages": [], "fake_tag": "gone"}))
+                .send()
+                .await
+        })
+    };
+    wait_queued(&server, "q", 1.0).await;
+    gone.abort();
+    wait_queued(&server, "q", 0.0).await;
+
+    // Its place is free again: the next one waits (the queue holds one) and is answered.
+    let (code, answer) = chat(&server, INFERENCE_KEY, "q", "next", 0.0).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    assert!(!served(&server, "q").await.contains(&"gone".to_string()));
+}
+
+#[tokio::test]
+async fn without_eviction_a_request_at_the_limit_is_409() {
+    let opts = Options::fake()
+        .with_yaml("instances:\n  max_running_instances: 1\n  enable_lru_eviction: false\n");
+    let server = TestServer::start(opts).await;
+    let cold = json!({"model": "/c.gguf", "on_demand_after_stop": true});
+    create(&server, "cold", cold).await;
+    server.op("cold", "stop").await;
+    server.wait_status("cold", "stopped", READY).await;
+    create(&server, "idle", json!({"model": "/i.gguf"})).await;
+
+    let (code, answer) = chat(&server, INFERENCE_KEY, "cold", "cold", 0.0).await;
+
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    let samples = scrape(&server).await;
+    let refused = [("instance", "cold"), ("reason", "eviction_off")];
+    assert_eq!(
+        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_slot_not_freed_within_the_start_timeout_is_409() {
+    let opts = Options::fake()
+        .with_yaml("instances:\n  max_running_instances: 1\n  on_demand_start_timeout: 1\n");
+    let server = Arc::new(TestServer::start(opts).await);
+    create(
+        &server,
+        "cold",
+        json!({"model": "/c.gguf", "on_demand_after_stop": true}),
+    )
+    .await;
+    server.op("cold", "stop").await;
+    server.wait_status("cold", "stopped", READY).await;
+    create(&server, "busy", json!({"model": "/b.gguf"})).await;
+    let blocker = spawn_chat(&server, INFERENCE_KEY, "busy", "blocker", 5.0);
+    wait_served(&server, "busy", "blocker").await;
+
+    let (code, answer) = chat(&server, INFERENCE_KEY, "cold", "cold", 0.0).await;
+
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    assert!(
+        error_of(&answer).contains("on_demand_start_timeout"),
+        "{answer}"
+    );
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    // The drain ended with the wait: the busy instance takes requests again.
+    let (code, _) = chat(&server, INFERENCE_KEY, "busy", "after", 0.0).await;
+    assert_eq!(code, StatusCode::OK);
+    let samples = scrape(&server).await;
+    let refused = [("instance", "cold"), ("reason", "no_room")];
+    assert_eq!(
+        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn queue_fields_are_validated_shown_and_kept() {
+    let server = TestServer::start(Options::fake()).await;
+    for bad in [
+        json!({"model": "/m", "max_concurrent": 0}),
+        json!({"model": "/m", "max_concurrent": -1}),
+        json!({"model": "/m", "max_queue": "x"}),
+        json!({"model": "/m", "queue_timeout": 0}),
+        json!({"model": "/m", "queue_timeout": 1.5}),
+    ] {
+        let (code, body) = server.create("bad", bad.clone()).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let fields = json!({"max_concurrent": 2, "max_queue": 5, "queue_timeout": 30});
+    let mut body = json!({"model": "/m.gguf"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    create(&server, "m", body).await;
+
+    let shown = |v: &Value| {
+        json!({"max_concurrent": v["options"]["max_concurrent"], "max_queue": v["options"]["max_queue"],
+               "queue_timeout": v["options"]["queue_timeout"]})
+    };
+    assert_eq!(shown(&server.get("m").await.1), fields);
+    let server = server.restart().await;
+    assert_eq!(shown(&server.get("m").await.1), fields);
+}
