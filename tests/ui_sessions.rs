@@ -450,3 +450,127 @@ async fn the_playground_counts_against_the_sessions_key_quota() {
     assert!(remaining < 1000, "{remaining}");
     resp.bytes().await.expect("answer");
 }
+
+/// The bar titles of the chart `id` (`requests-24h`, `tokens-30d`, ...) in a page's HTML.
+fn bar_titles(page: &str, id: &str) -> Vec<String> {
+    let start = page
+        .find(&format!("id=\"chart-{id}\""))
+        .unwrap_or_else(|| panic!("no chart {id} in {page}"));
+    let chart = &page[start..];
+    let chart = &chart[..chart.find("</svg>").expect("the chart's end")];
+    chart
+        .split("<title>")
+        .skip(1)
+        .filter_map(|t| t.split("</title>").next())
+        .map(String::from)
+        .collect()
+}
+
+/// The sum of the first figure after `": "` in each title (`... UTC: 3 requests (...)` → 3).
+fn summed(titles: &[String]) -> i64 {
+    titles
+        .iter()
+        .filter_map(|t| {
+            t.rsplit_once(": ")?
+                .1
+                .split(' ')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_instances_page_charts_its_requests_and_tokens_per_hour_and_day_an_inference_key_only_its_own(
+) {
+    let server = TestServer::start(Options::fake()).await;
+    let (code, created) = server
+        .create("alpha", json!({"model": "/alpha.gguf"}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    server
+        .wait_status("alpha", "running", Duration::from_secs(20))
+        .await;
+    let (app_key, _) = server
+        .new_key(json!({"name": "app", "kind": "inference", "instances": ["alpha"]}))
+        .await;
+    // Two chats with the config-file inference key (7 + 3 tokens each), one with `app` (5 + 4).
+    for _ in 0..2 {
+        let (code, body) = server
+            .chat(
+                "alpha",
+                json!({"fake_prompt_tokens": 7, "fake_completion_tokens": 3}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    let body = json!({"model": "alpha", "messages": [{"role": "user", "content": "hi"}],
+        "fake_prompt_tokens": 5, "fake_completion_tokens": 4});
+    let (code, answer) = server
+        .call_as(
+            Some(&app_key),
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+            Some(body),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+
+    // An operator sees every key's requests: 3 requests, 19 + 10 tokens, in both periods.
+    let operator = Browser::new(&server);
+    operator.signed_in(ADMIN_KEY).await;
+    let page = operator
+        .get("/instances/alpha")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("id=\"usage-scope\">Every key"), "{page}");
+    for period in ["24h", "30d"] {
+        assert!(
+            page.contains(&format!(
+                "id=\"usage-summary-{period}\">3 requests, 29 tokens (19 prompt, 10 completion).<"
+            )),
+            "{period}: {page}"
+        );
+        let requests = bar_titles(&page, &format!("requests-{period}"));
+        let tokens = bar_titles(&page, &format!("tokens-{period}"));
+        assert_eq!(requests.len(), if period == "24h" { 24 } else { 30 });
+        assert_eq!((summed(&requests), summed(&tokens)), (3, 29), "{period}");
+    }
+    let busiest = bar_titles(&page, "tokens-24h")
+        .into_iter()
+        .filter(|t| !t.contains(": 0 tokens"))
+        .collect::<Vec<_>>();
+    // The three chats fall in one hour unless the hour turned between them.
+    if busiest.len() == 1 {
+        assert!(
+            busiest[0].ends_with(": 29 tokens (19 prompt, 10 completion)"),
+            "{busiest:?}"
+        );
+    }
+
+    // `app` sees only its own request on the same page.
+    let app = Browser::new(&server);
+    app.signed_in(&app_key).await;
+    let page = app
+        .get("/instances/alpha")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("id=\"usage-scope\">Your key"), "{page}");
+    for period in ["24h", "30d"] {
+        assert!(
+            page.contains(&format!(
+                "id=\"usage-summary-{period}\">1 request, 9 tokens (5 prompt, 4 completion).<"
+            )),
+            "{period}: {page}"
+        );
+        assert_eq!(summed(&bar_titles(&page, &format!("requests-{period}"))), 1);
+        assert_eq!(summed(&bar_titles(&page, &format!("tokens-{period}"))), 9);
+    }
+    // Nothing is styled inline (the CSP forbids it).
+    assert!(!page.contains(" style="), "{page}");
+}

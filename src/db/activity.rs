@@ -56,8 +56,9 @@ pub struct ActivityFilter {
     pub before: Option<(i64, i64)>,
 }
 
-/// How to sum requests: over `[since_ms, until_ms]`, split by any of key, instance and UTC day.
-#[derive(Debug, Clone, Copy)]
+/// How to sum requests: over `[since_ms, until_ms]`, optionally only one instance's or one key's,
+/// split by any of key, instance, UTC day and UTC hour.
+#[derive(Debug, Clone, Default)]
 pub struct UsageFilter {
     /// From this Unix millisecond (inclusive).
     pub since_ms: i64,
@@ -69,6 +70,22 @@ pub struct UsageFilter {
     pub by_instance: bool,
     /// One group per UTC day.
     pub by_day: bool,
+    /// One group per UTC hour.
+    pub by_hour: bool,
+    /// Only requests to this instance.
+    pub instance: Option<String>,
+    /// Only requests made with this key.
+    pub key: Option<KeyOf>,
+}
+
+/// A key as the activity records name it: a stored key by its id, another (a config-file key,
+/// or none with auth off) by its printable name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOf {
+    /// A stored API key's id.
+    Stored(String),
+    /// The name of a key that is not stored (`config-inference-key`, ...).
+    Unstored(String),
 }
 
 /// The sums for one group; the fields it is not grouped by are `None`.
@@ -82,6 +99,8 @@ pub struct UsageRow {
     pub instance: Option<String>,
     /// The UTC day, `YYYY-MM-DD`.
     pub day: Option<String>,
+    /// The UTC hour, `YYYY-MM-DDTHH`.
+    pub hour: Option<String>,
     /// Requests made.
     pub requests: i64,
     /// Requests answered with a status of 400 or more.
@@ -231,8 +250,13 @@ impl Db {
     }
 
     /// Requests, errors and tokens in the filter's range, one row per group, ordered by day,
-    /// instance and key; no rows when nothing was recorded in the range.
+    /// hour, instance and key; no rows when nothing was recorded in the range.
     pub async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
+        let (key_id, key_name) = match &filter.key {
+            None => (None, None),
+            Some(KeyOf::Stored(id)) => (Some(id.as_str()), None),
+            Some(KeyOf::Unstored(name)) => (None, Some(name.as_str())),
+        };
         let rows = sqlx::query_as!(
             UsageRow,
             r#"SELECT CASE WHEN ?1 THEN key_id END as "key_id?: String",
@@ -240,19 +264,28 @@ impl Db {
                       CASE WHEN ?2 THEN instance END as "instance?: String",
                       CASE WHEN ?3 THEN strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch') END
                           as "day?: String",
+                      CASE WHEN ?4 THEN strftime('%Y-%m-%dT%H', at_ms / 1000, 'unixepoch') END
+                          as "hour?: String",
                       COUNT(*) as "requests!: i64",
                       COALESCE(SUM(status >= 400), 0) as "errors!: i64",
                       COALESCE(SUM(prompt_tokens), 0) as "prompt_tokens!: i64",
                       COALESCE(SUM(completion_tokens), 0) as "completion_tokens!: i64"
                FROM activity
-               WHERE at_ms >= ?4 AND at_ms <= ?5
-               GROUP BY 1, 2, 3, 4
-               ORDER BY 4, 3, 2, 1"#,
+               WHERE at_ms >= ?5 AND at_ms <= ?6
+                 AND (?7 IS NULL OR instance = ?7)
+                 AND (?8 IS NULL OR key_id = ?8)
+                 AND (?9 IS NULL OR (key_id IS NULL AND key_name = ?9))
+               GROUP BY 1, 2, 3, 4, 5
+               ORDER BY 4, 5, 3, 2, 1"#,
             filter.by_key,
             filter.by_instance,
             filter.by_day,
+            filter.by_hour,
             filter.since_ms,
-            filter.until_ms
+            filter.until_ms,
+            filter.instance,
+            key_id,
+            key_name
         )
         .fetch_all(self.pool())
         .await
@@ -449,6 +482,7 @@ mod tests {
             by_key,
             by_instance,
             by_day,
+            ..UsageFilter::default()
         }
     }
 
@@ -544,5 +578,78 @@ mod tests {
             ..usage_filter(true, true, true)
         };
         assert!(db.usage(&empty).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn usage_sums_by_utc_hour_for_one_instance_and_one_key() {
+        let (db, _dir) = db().await;
+        // 2030-01-31T22:59:59.999Z, then the next hour.
+        let before_hour = 1_896_130_799_999;
+        let batch = vec![
+            Record::sample(before_hour, "k1", "a"),
+            Record::sample(before_hour + 1, "k1", "a"),
+            Record::sample(before_hour + 2, "k2", "a"),
+            Record::sample(before_hour + 3, "k1", "b"),
+            Record {
+                key_id: None,
+                key_name: "config-inference-key".into(),
+                ..Record::sample(before_hour + 4, "-", "a")
+            },
+        ];
+        db.store_activity(&batch, 100).await.unwrap();
+        let hours = |instance: Option<&str>, key: Option<KeyOf>| UsageFilter {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            by_hour: true,
+            instance: instance.map(String::from),
+            key,
+            ..UsageFilter::default()
+        };
+        let per_hour = |rows: Vec<UsageRow>| -> Vec<(String, i64, i64)> {
+            rows.into_iter()
+                .map(|r| {
+                    let tokens = r.prompt_tokens + r.completion_tokens;
+                    (r.hour.unwrap_or_default(), r.requests, tokens)
+                })
+                .collect()
+        };
+        let cases = [
+            (
+                hours(None, None),
+                vec![("2030-01-31T22", 1, 15), ("2030-01-31T23", 4, 60)],
+            ),
+            (
+                hours(Some("a"), None),
+                vec![("2030-01-31T22", 1, 15), ("2030-01-31T23", 3, 45)],
+            ),
+            (
+                hours(Some("a"), Some(KeyOf::Stored("k1".into()))),
+                vec![("2030-01-31T22", 1, 15), ("2030-01-31T23", 1, 15)],
+            ),
+            (
+                hours(
+                    Some("a"),
+                    Some(KeyOf::Unstored("config-inference-key".into())),
+                ),
+                vec![("2030-01-31T23", 1, 15)],
+            ),
+            (
+                // A stored key named like a config key is not that key.
+                hours(None, Some(KeyOf::Unstored("name-of-k1".into()))),
+                vec![],
+            ),
+            (hours(Some("c"), None), vec![]),
+        ];
+        for (filter, want) in cases {
+            let want: Vec<(String, i64, i64)> = want
+                .into_iter()
+                .map(|(h, n, t)| (h.to_string(), n, t))
+                .collect();
+            assert_eq!(
+                per_hour(db.usage(&filter).await.unwrap()),
+                want,
+                "{filter:?}"
+            );
+        }
     }
 }

@@ -145,6 +145,7 @@ impl UsageQuery {
             by_key: group_by.contains(&Grouping::Key),
             by_instance: group_by.contains(&Grouping::Instance),
             by_day: group_by.contains(&Grouping::Day),
+            ..UsageFilter::default()
         };
         Ok((filter, group_by))
     }

@@ -66,6 +66,7 @@ pub async fn show(
         by_key,
         by_instance,
         by_day,
+        ..UsageFilter::default()
     };
     let db = &state.db;
     let per_key = lines(db.usage(&sums(true, false, false)).await?, |r| {

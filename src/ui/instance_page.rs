@@ -1,5 +1,6 @@
-//! One instance's page: its live row and buttons, and for operators its definition, the command
-//! line it runs, its live log and its history. The log is the API's follow stream
+//! One instance's page: its live row and buttons, its requests and tokens over time (see
+//! `usage_chart`), and for operators its definition, the command line it runs, its live log and
+//! its history. The log is the API's follow stream
 //! (`Supervisor::follow_logs`, as `GET /api/v1/instances/{name}/logs?follow=true`) behind the
 //! session; the page's script follows, pauses and searches it.
 
@@ -7,6 +8,7 @@ use super::chrome::Chrome;
 use super::rows::{tokens_today, InstanceRow};
 use super::signed_in::SignedIn;
 use super::templates::{render, HistoryLine, InstancePage, PageError};
+use super::usage_chart;
 use crate::db::history::HistoryFilter;
 use crate::http::AppState;
 use axum::body::Body;
@@ -32,6 +34,13 @@ pub async fn show(
     state.activity.flush().await;
     let row = InstanceRow::of(&inst, &tokens_today(&state).await?);
     let operator = viewer.caller.is_operator();
+    let key = usage_chart::scope_of(&viewer.caller);
+    let usage_scope = if key.is_some() {
+        "Your key's requests only."
+    } else {
+        "Every key's requests."
+    };
+    let periods = usage_chart::periods(&state, &name, key, chrono::Utc::now()).await?;
     let (definition, command, history) = if operator {
         let definition = serde_json::to_string_pretty(&inst.spec().redacted())
             .map_err(|e| crate::error::Error::Internal(format!("definition as JSON: {e}")))?;
@@ -66,6 +75,8 @@ pub async fn show(
             definition,
             command,
             history,
+            periods,
+            usage_scope,
         },
     ))
 }

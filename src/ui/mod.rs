@@ -9,7 +9,8 @@
 //! - `pages`: sign-in and sign-out; `instances`: the instances table and its buttons, with
 //!   `rows` (one instance as a row) and `instance_form` (the create form and its errors);
 //!   `instance_page`: one instance (definition, command line, live log, history), with
-//!   `playground` (a chat with it, streamed);
+//!   `playground` (a chat with it, streamed) and `usage_chart` (its requests and tokens over
+//!   time, as SVG bars);
 //!   `keys`: the keys page (list, create with the secret shown once, revoke);
 //!   `activity`: recent requests and usage per key, instance and day;
 //!   `system`: versions, devices, running against the limit, memory;
@@ -38,6 +39,7 @@ mod rows;
 mod signed_in;
 mod system;
 mod templates;
+mod usage_chart;
 
 use crate::http::AppState;
 use axum::routing::{get, post};

@@ -23,6 +23,7 @@ pub async fn tokens_today(state: &AppState) -> Result<HashMap<String, i64>> {
             by_key: false,
             by_instance: true,
             by_day: false,
+            ..UsageFilter::default()
         })
         .await?;
     Ok(rows

@@ -54,6 +54,10 @@ pub struct InstancePage {
     pub command: String,
     /// Its latest history, newest first (operators only).
     pub history: Vec<HistoryLine>,
+    /// Its requests and tokens over the last day and month.
+    pub periods: Vec<super::usage_chart::Period>,
+    /// Whose requests the charts count, said under their heading.
+    pub usage_scope: &'static str,
 }
 
 /// One history row as the page shows it.
