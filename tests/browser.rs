@@ -121,6 +121,68 @@ async fn one_instance_shows_its_command_definition_history_playground_and_live_l
 
 #[tokio::test]
 #[ignore = "needs Chromium and Playwright: make browser"]
+async fn one_instance_charts_its_requests_and_tokens_per_hour_and_day() {
+    let server = TestServer::start(Options::fake()).await;
+    let (status, _) = server
+        .create("chat", json!({"model": "/models/demo.gguf"}))
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    server
+        .wait_status("chat", "running", std::time::Duration::from_secs(20))
+        .await;
+    let (app_key, _) = server
+        .new_key(json!({"name": "app", "kind": "inference", "instances": ["chat"]}))
+        .await;
+    // Three chats with the configured inference key (7 + 3 tokens each), one with `app` (5 + 4).
+    for _ in 0..3 {
+        let (status, body) = server
+            .chat(
+                "chat",
+                json!({"fake_prompt_tokens": 7, "fake_completion_tokens": 3}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 200, "{body}");
+    }
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}],
+        "fake_prompt_tokens": 5, "fake_completion_tokens": 4});
+    let (status, answer) = server
+        .call_as(
+            Some(&app_key),
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+            Some(body),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{answer}");
+    let (key, _) = server
+        .new_key(json!({"name": "operator", "kind": "management"}))
+        .await;
+    let base = server.base.clone();
+    tokio::task::spawn_blocking(move || {
+        run_script(
+            "instance_charts.py",
+            &[
+                ("LLAMACTL_URL", &base),
+                ("LLAMACTL_KEY", &key),
+                ("LLAMACTL_APP_KEY", &app_key),
+                ("INSTANCE", "chat"),
+                ("REQUESTS", "4"),
+                ("PROMPT", "26"),
+                ("COMPLETION", "13"),
+                ("APP_PROMPT", "5"),
+                ("APP_COMPLETION", "4"),
+            ],
+        )
+    })
+    .await
+    .expect("browser script");
+    for shot in ["instance-charts.png", "instance-charts-phone.png"] {
+        assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and Playwright: make browser"]
 async fn keys_are_created_shown_once_and_revoked_and_an_inference_key_sees_only_its_instances() {
     let server = TestServer::start(Options::fake()).await;
     for name in ["alpha", "beta"] {
