@@ -257,39 +257,74 @@ impl Db {
             Some(KeyOf::Stored(id)) => (Some(id.as_str()), None),
             Some(KeyOf::Unstored(name)) => (None, Some(name.as_str())),
         };
-        let rows = sqlx::query_as!(
-            UsageRow,
-            r#"SELECT CASE WHEN ?1 THEN key_id END as "key_id?: String",
-                      CASE WHEN ?1 THEN key_name END as "key_name?: String",
-                      CASE WHEN ?2 THEN instance END as "instance?: String",
-                      CASE WHEN ?3 THEN strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch') END
-                          as "day?: String",
-                      CASE WHEN ?4 THEN strftime('%Y-%m-%dT%H', at_ms / 1000, 'unixepoch') END
-                          as "hour?: String",
-                      COUNT(*) as "requests!: i64",
-                      COALESCE(SUM(status >= 400), 0) as "errors!: i64",
-                      COALESCE(SUM(prompt_tokens), 0) as "prompt_tokens!: i64",
-                      COALESCE(SUM(completion_tokens), 0) as "completion_tokens!: i64"
-               FROM activity
-               WHERE at_ms >= ?5 AND at_ms <= ?6
-                 AND (?7 IS NULL OR instance = ?7)
-                 AND (?8 IS NULL OR key_id = ?8)
-                 AND (?9 IS NULL OR (key_id IS NULL AND key_name = ?9))
-               GROUP BY 1, 2, 3, 4, 5
-               ORDER BY 4, 5, 3, 2, 1"#,
-            filter.by_key,
-            filter.by_instance,
-            filter.by_day,
-            filter.by_hour,
-            filter.since_ms,
-            filter.until_ms,
-            filter.instance,
-            key_id,
-            key_name
-        )
-        .fetch_all(self.pool())
-        .await
-        .on(self)?;
+        // One query per leading filter, as in `activity`: SQLite uses the (instance, time) index
+        // only for a plain `instance = ?`, and with it an instance's 30 days out of a million
+        // records of 20 instances sum in about a tenth of the time.
+        let rows = match &filter.instance {
+            Some(instance) => sqlx::query_as!(
+                UsageRow,
+                r#"SELECT CASE WHEN ?1 THEN key_id END as "key_id?: String",
+                          CASE WHEN ?1 THEN key_name END as "key_name?: String",
+                          CASE WHEN ?2 THEN instance END as "instance?: String",
+                          CASE WHEN ?3 THEN strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch') END
+                              as "day?: String",
+                          CASE WHEN ?4 THEN strftime('%Y-%m-%dT%H', at_ms / 1000, 'unixepoch') END
+                              as "hour?: String",
+                          COUNT(*) as "requests!: i64",
+                          COALESCE(SUM(status >= 400), 0) as "errors!: i64",
+                          COALESCE(SUM(prompt_tokens), 0) as "prompt_tokens!: i64",
+                          COALESCE(SUM(completion_tokens), 0) as "completion_tokens!: i64"
+                   FROM activity
+                   WHERE instance = ?7 AND at_ms >= ?5 AND at_ms <= ?6
+                     AND (?8 IS NULL OR key_id = ?8)
+                     AND (?9 IS NULL OR (key_id IS NULL AND key_name = ?9))
+                   GROUP BY 1, 2, 3, 4, 5
+                   ORDER BY 4, 5, 3, 2, 1"#,
+                filter.by_key,
+                filter.by_instance,
+                filter.by_day,
+                filter.by_hour,
+                filter.since_ms,
+                filter.until_ms,
+                instance,
+                key_id,
+                key_name
+            )
+            .fetch_all(self.pool())
+            .await
+            .on(self)?,
+            None => sqlx::query_as!(
+                UsageRow,
+                r#"SELECT CASE WHEN ?1 THEN key_id END as "key_id?: String",
+                          CASE WHEN ?1 THEN key_name END as "key_name?: String",
+                          CASE WHEN ?2 THEN instance END as "instance?: String",
+                          CASE WHEN ?3 THEN strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch') END
+                              as "day?: String",
+                          CASE WHEN ?4 THEN strftime('%Y-%m-%dT%H', at_ms / 1000, 'unixepoch') END
+                              as "hour?: String",
+                          COUNT(*) as "requests!: i64",
+                          COALESCE(SUM(status >= 400), 0) as "errors!: i64",
+                          COALESCE(SUM(prompt_tokens), 0) as "prompt_tokens!: i64",
+                          COALESCE(SUM(completion_tokens), 0) as "completion_tokens!: i64"
+                   FROM activity
+                   WHERE at_ms >= ?5 AND at_ms <= ?6
+                     AND (?7 IS NULL OR key_id = ?7)
+                     AND (?8 IS NULL OR (key_id IS NULL AND key_name = ?8))
+                   GROUP BY 1, 2, 3, 4, 5
+                   ORDER BY 4, 5, 3, 2, 1"#,
+                filter.by_key,
+                filter.by_instance,
+                filter.by_day,
+                filter.by_hour,
+                filter.since_ms,
+                filter.until_ms,
+                key_id,
+                key_name
+            )
+            .fetch_all(self.pool())
+            .await
+            .on(self)?,
+        };
         Ok(rows)
     }
 }
