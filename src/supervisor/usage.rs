@@ -146,9 +146,11 @@ pub struct InFlight {
 impl InFlight {
     /// Counts one more request on `inst`, unless it is draining.
     pub(super) fn try_begin(inst: Arc<Handle>) -> Option<Self> {
+        // Built only when counted: a guard made and dropped for a refused request would end a
+        // request that never began, and let a busy instance be evicted under its answers.
         inst.usage()
             .try_begin()
-            .then_some(InFlight { permit: None, inst })
+            .then(|| InFlight { permit: None, inst })
     }
 
     /// Holds `permit` as long as the request.
