@@ -8,9 +8,13 @@
 
 mod common;
 
-use common::browser::{run_script, screenshots};
+use common::browser::{browse, screenshots};
 use common::{Options, TestServer, ADMIN_KEY};
 use serde_json::json;
+use std::time::Duration;
+
+/// How long an instance of the stand-in backend may take to run.
+const READY: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 #[ignore = "needs Chromium and Playwright: make browser"]
@@ -19,20 +23,16 @@ async fn sign_in_see_the_landing_page_sign_out_and_a_revoked_keys_session_is_gon
     let (key, id) = server
         .new_key(json!({"name": "browser-test", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "sign_in.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("LLAMACTL_KEY_ID", &id),
-                ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "sign_in.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("LLAMACTL_KEY_ID", &id),
+            ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
+        ],
+    )
+    .await;
     for shot in ["sign-in.png", "sign-in-error.png"] {
         assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
     }
@@ -48,20 +48,16 @@ async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the
         .await;
     let ready = tempfile::tempdir().expect("temp dir");
     let ready_file = ready.path().join("ready");
-    let base = server.base.clone();
     let ready_path = ready_file.display().to_string();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "instances.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("READY_FILE", &ready_path),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "instances.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("READY_FILE", &ready_path),
+        ],
+    )
+    .await;
     // What the page did is what the API sees.
     assert_eq!(server.status("web").await, "stopped");
     assert_eq!(server.get("bad").await.0.as_u16(), 404);
@@ -78,33 +74,26 @@ async fn instances_are_created_watched_live_stopped_and_a_refused_form_shows_the
 #[ignore = "needs Chromium and Playwright: make browser"]
 async fn one_instance_shows_its_command_definition_history_playground_and_live_log_and_is_edited() {
     let server = TestServer::start(Options::fake()).await;
-    let (status, _) = server
-        .create(
+    server
+        .create_running(
             "chat",
             json!({"model": "/models/demo.gguf", "ctx_size": 512}),
+            READY,
         )
-        .await;
-    assert_eq!(status.as_u16(), 201);
-    server
-        .wait_status("chat", "running", std::time::Duration::from_secs(20))
         .await;
     let (key, _) = server
         .new_key(json!({"name": "operator", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "instance.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
-                ("INSTANCE", "chat"),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "instance.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("LLAMACTL_ADMIN_KEY", ADMIN_KEY),
+            ("INSTANCE", "chat"),
+        ],
+    )
+    .await;
     assert!(screenshots().join("instance.png").is_file());
     // The playground's chats went the /v1 way: recorded with the session's key.
     let (_, activity) = server.activity("instance=chat").await;
@@ -123,12 +112,8 @@ async fn one_instance_shows_its_command_definition_history_playground_and_live_l
 #[ignore = "needs Chromium and Playwright: make browser"]
 async fn one_instance_charts_its_requests_and_tokens_per_hour_and_day() {
     let server = TestServer::start(Options::fake()).await;
-    let (status, _) = server
-        .create("chat", json!({"model": "/models/demo.gguf"}))
-        .await;
-    assert_eq!(status.as_u16(), 201);
     server
-        .wait_status("chat", "running", std::time::Duration::from_secs(20))
+        .create_running("chat", json!({"model": "/models/demo.gguf"}), READY)
         .await;
     let (app_key, _) = server
         .new_key(json!({"name": "app", "kind": "inference", "instances": ["chat"]}))
@@ -157,25 +142,21 @@ async fn one_instance_charts_its_requests_and_tokens_per_hour_and_day() {
     let (key, _) = server
         .new_key(json!({"name": "operator", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "instance_charts.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("LLAMACTL_APP_KEY", &app_key),
-                ("INSTANCE", "chat"),
-                ("REQUESTS", "4"),
-                ("PROMPT", "26"),
-                ("COMPLETION", "13"),
-                ("APP_PROMPT", "5"),
-                ("APP_COMPLETION", "4"),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "instance_charts.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("LLAMACTL_APP_KEY", &app_key),
+            ("INSTANCE", "chat"),
+            ("REQUESTS", "4"),
+            ("PROMPT", "26"),
+            ("COMPLETION", "13"),
+            ("APP_PROMPT", "5"),
+            ("APP_COMPLETION", "4"),
+        ],
+    )
+    .await;
     for shot in ["instance-charts.png", "instance-charts-phone.png"] {
         assert!(screenshots().join(shot).is_file(), "no screenshot {shot}");
     }
@@ -194,15 +175,11 @@ async fn keys_are_created_shown_once_and_revoked_and_an_inference_key_sees_only_
     let (key, _) = server
         .new_key(json!({"name": "operator", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "keys.py",
-            &[("LLAMACTL_URL", &base), ("LLAMACTL_KEY", &key)],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "keys.py",
+        &[("LLAMACTL_URL", &server.base), ("LLAMACTL_KEY", &key)],
+    )
+    .await;
     // The page's revocation is the API's: the key is revoked there too.
     let (_, keys) = server
         .call(reqwest::Method::GET, "/api/v1/auth/keys", None)
@@ -221,41 +198,29 @@ async fn the_system_page_shows_versions_devices_running_against_the_limit_and_me
     let server =
         TestServer::start(Options::fake().with_yaml("instances:\n  max_running_instances: 3\n"))
             .await;
-    let (status, _) = server
-        .create("alpha", json!({"model": "/models/demo.gguf"}))
-        .await;
-    assert_eq!(status.as_u16(), 201);
     server
-        .wait_status("alpha", "running", std::time::Duration::from_secs(20))
+        .create_running("alpha", json!({"model": "/models/demo.gguf"}), READY)
         .await;
     let (key, _) = server
         .new_key(json!({"name": "operator", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "system.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("INSTANCE", "alpha"),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "system.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("INSTANCE", "alpha"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 #[ignore = "needs Chromium and Playwright: make browser"]
 async fn the_activity_page_lists_requests_and_sums_tokens_per_key_instance_and_day() {
     let server = TestServer::start(Options::fake()).await;
-    let (status, _) = server
-        .create("alpha", json!({"model": "/models/demo.gguf"}))
-        .await;
-    assert_eq!(status.as_u16(), 201);
     server
-        .wait_status("alpha", "running", std::time::Duration::from_secs(20))
+        .create_running("alpha", json!({"model": "/models/demo.gguf"}), READY)
         .await;
     for _ in 0..3 {
         let (status, body) = server.chat("alpha", json!({"fake_prompt_tokens": 7})).await;
@@ -264,19 +229,15 @@ async fn the_activity_page_lists_requests_and_sums_tokens_per_key_instance_and_d
     let (key, _) = server
         .new_key(json!({"name": "operator", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "activity.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("INSTANCE", "alpha"),
-                ("REQUESTS", "3"),
-                ("PROMPT", "7"),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "activity.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("INSTANCE", "alpha"),
+            ("REQUESTS", "3"),
+            ("PROMPT", "7"),
+        ],
+    )
+    .await;
 }

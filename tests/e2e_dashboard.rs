@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::browser::run_script;
+use common::browser::browse;
 use common::{real_backend, Options, TestServer};
-use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
 
@@ -18,29 +17,25 @@ use std::time::Duration;
 async fn a_chat_in_the_playground_streams_an_answer_and_its_tokens_show_in_usage() {
     let backend = real_backend();
     let server = TestServer::start(Options::real(&backend.server)).await;
-    let (code, created) = server
-        .create("gemma", json!({"model": backend.model, "ctx_size": 512}))
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{created}");
     server
-        .wait_status("gemma", "running", Duration::from_secs(120))
+        .create_running(
+            "gemma",
+            json!({"model": backend.model, "ctx_size": 512}),
+            Duration::from_secs(120),
+        )
         .await;
     let (key, _) = server
         .new_key(json!({"name": "operator", "kind": "management"}))
         .await;
-    let base = server.base.clone();
-    tokio::task::spawn_blocking(move || {
-        run_script(
-            "e2e_chat.py",
-            &[
-                ("LLAMACTL_URL", &base),
-                ("LLAMACTL_KEY", &key),
-                ("INSTANCE", "gemma"),
-            ],
-        )
-    })
-    .await
-    .expect("browser script");
+    browse(
+        "e2e_chat.py",
+        &[
+            ("LLAMACTL_URL", &server.base),
+            ("LLAMACTL_KEY", &key),
+            ("INSTANCE", "gemma"),
+        ],
+    )
+    .await;
     let (_, usage) = server.usage("group_by=instance").await;
     assert!(
         usage["total"]["completion_tokens"].as_i64().unwrap_or(0) > 0,

@@ -20,11 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const READY: Duration = Duration::from_secs(15);
 
 async fn running(server: &TestServer, name: &str) {
-    let (code, created) = server
-        .create(name, json!({"model": format!("/{name}.gguf")}))
+    server
+        .create_running(name, json!({"model": format!("/{name}.gguf")}), READY)
         .await;
-    assert_eq!(code, StatusCode::CREATED, "{created}");
-    server.wait_status(name, "running", READY).await;
 }
 
 /// Waits, if need be, for the next UTC minute, so that `seconds` of work fit in one minute window.

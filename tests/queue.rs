@@ -16,9 +16,7 @@ use std::time::Duration;
 const READY: Duration = Duration::from_secs(30);
 
 async fn create(server: &TestServer, name: &str, body: Value) {
-    let (code, created) = server.create(name, body).await;
-    assert_eq!(code, StatusCode::CREATED, "{created}");
-    server.wait_status(name, "running", READY).await;
+    server.create_running(name, body, READY).await;
 }
 
 /// A chat request to `model` as `key`, tagged so the backend logs it, slowed by `delay` seconds.

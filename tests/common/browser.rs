@@ -36,3 +36,17 @@ pub fn run_script(script: &str, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// [`run_script`] off the async runtime (the script drives a llamactl this test serves).
+pub async fn browse(script: &'static str, env: &[(&str, &str)]) {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_script(script, &env)
+    })
+    .await
+    .expect("browser script");
+}

@@ -350,6 +350,13 @@ impl TestServer {
         .await
     }
 
+    /// Creates an instance that must be accepted (201) and waits until it runs, up to `timeout`.
+    pub async fn create_running(&self, name: &str, body: Value, timeout: Duration) -> Value {
+        let (code, created) = self.create(name, body).await;
+        assert_eq!(code, StatusCode::CREATED, "create {name}: {created}");
+        self.wait_status(name, "running", timeout).await
+    }
+
     /// `GET /api/v1/instances/{name}`.
     pub async fn get(&self, name: &str) -> (StatusCode, Value) {
         self.call(Method::GET, &format!("/api/v1/instances/{name}"), None)
