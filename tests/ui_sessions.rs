@@ -551,6 +551,11 @@ async fn an_instances_page_charts_its_requests_and_tokens_per_hour_and_day_an_in
         );
     }
 
+    let today = tokens_today_cell(&page);
+    assert!(
+        today == "29" || today == "0",
+        "operator's tokens today: {today}"
+    );
     // `app` sees only its own request on the same page.
     let app = Browser::new(&server);
     app.signed_in(&app_key).await;
@@ -571,6 +576,16 @@ async fn an_instances_page_charts_its_requests_and_tokens_per_hour_and_day_an_in
         assert_eq!(summed(&bar_titles(&page, &format!("requests-{period}"))), 1);
         assert_eq!(summed(&bar_titles(&page, &format!("tokens-{period}"))), 9);
     }
+    // Its row's "tokens today" counts its own key's too (0 only if midnight UTC passed since).
+    let today = tokens_today_cell(&page);
+    assert!(today == "9" || today == "0", "app's tokens today: {today}");
     // Nothing is styled inline (the CSP forbids it).
     assert!(!page.contains(" style="), "{page}");
+}
+
+/// The "Tokens today" cell of the (one) instance row on a page.
+fn tokens_today_cell(page: &str) -> String {
+    let marker = "data-label=\"Tokens today\">";
+    let at = page.find(marker).expect("a tokens-today cell") + marker.len();
+    page[at..].split('<').next().unwrap_or_default().to_string()
 }

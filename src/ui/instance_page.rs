@@ -32,7 +32,7 @@ pub async fn show(
     viewer.caller.ensure_instance(&name)?;
     let inst = state.supervisor.instance(&name)?;
     state.activity.flush().await;
-    let row = InstanceRow::of(&inst, &tokens_today(&state).await?);
+    let row = InstanceRow::of(&inst, &tokens_today(&state, &viewer.caller).await?);
     let operator = viewer.caller.is_operator();
     let key = usage_chart::scope_of(&viewer.caller);
     let usage_scope = if key.is_some() {

@@ -31,7 +31,7 @@ pub async fn list(State(state): State<AppState>, viewer: SignedIn) -> Result<Res
     let mut all = state.supervisor.list();
     viewer.caller.retain_allowed(&mut all, |inst| &inst.name);
     state.activity.flush().await;
-    let tokens = tokens_today(&state).await?;
+    let tokens = tokens_today(&state, &viewer.caller).await?;
     let mut rows: Vec<InstanceRow> = all
         .iter()
         .map(|inst| InstanceRow::of(inst, &tokens))
@@ -59,7 +59,7 @@ pub async fn row(
         StatusCode::OK,
         &InstanceRowFragment {
             chrome: Chrome::of(&viewer, "instances"),
-            row: InstanceRow::of(&inst, &tokens_today(&state).await?),
+            row: InstanceRow::of(&inst, &tokens_today(&state, &viewer.caller).await?),
         },
     ))
 }

@@ -1,6 +1,7 @@
 //! One instance as a row of the dashboard's table: what the API's view says, plus what only the
 //! runtime knows (requests in flight, when it was last used, when its process started).
 
+use crate::auth::Caller;
 use crate::db::activity::UsageFilter;
 use crate::error::Result;
 use crate::http::AppState;
@@ -8,8 +9,9 @@ use crate::supervisor::Handle;
 use std::collections::HashMap;
 
 /// Tokens each instance served since midnight UTC, as `/api/v1/usage?group_by=instance` sums them
-/// (what the activity recorder still holds in memory counts at its next flush).
-pub async fn tokens_today(state: &AppState) -> Result<HashMap<String, i64>> {
+/// (what the activity recorder still holds in memory counts at its next flush): every key's for an
+/// operator, only the viewer's own key's for an inference key, as on the instance's charts.
+pub async fn tokens_today(state: &AppState, viewer: &Caller) -> Result<HashMap<String, i64>> {
     let now = chrono::Utc::now();
     let midnight = now
         .date_naive()
@@ -23,6 +25,7 @@ pub async fn tokens_today(state: &AppState) -> Result<HashMap<String, i64>> {
             by_key: false,
             by_instance: true,
             by_day: false,
+            key: super::usage_chart::scope_of(viewer),
             ..UsageFilter::default()
         })
         .await?;
