@@ -4,8 +4,9 @@ use super::actor::Command;
 use super::queue::Waitlist;
 use super::state::{RuntimeState, Status};
 use super::usage::{InFlight, Usage};
+use crate::config::InstancesConfig;
 use crate::db::instances::Desired;
-use crate::definitions::InstanceSpec;
+use crate::definitions::{InstanceSpec, QueueLimits};
 use crate::error::{Error, Result};
 use crate::events::{Events, LiveEvent, StatusChange};
 use crate::metrics::InstanceMetrics;
@@ -81,6 +82,15 @@ impl Handle {
     /// The current definition.
     pub fn spec(&self) -> InstanceSpec {
         self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Its request queue's limits, read in place: every inference request asks, so the definition
+    /// is not copied for it.
+    pub(super) fn queue_limits(&self, defaults: &InstancesConfig) -> QueueLimits {
+        self.spec
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .queue_limits(defaults)
     }
 
     pub(super) fn set_spec(&self, spec: InstanceSpec) {

@@ -124,7 +124,7 @@ impl Supervisor {
                     )))
                 }
             };
-        let limits = inst.spec().queue_limits(&self.shared.cfg.instances);
+        let limits = inst.queue_limits(&self.shared.cfg.instances);
         if let Some(max) = limits.max_concurrent {
             guard.hold(self.place(&inst, max, limits, rights.rank()).await?);
         }
