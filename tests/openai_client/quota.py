@@ -8,6 +8,8 @@ object: the tokens each answer's usage reported, and the 429's status and header
 """
 import json
 import os
+import time
+import urllib.request
 
 import openai
 from openai import OpenAI
@@ -35,11 +37,29 @@ def streamed():
     return usage
 
 
+def charged():
+    """The tokens the key has been charged today, as GET /api/v1/auth/whoami tells it."""
+    url = os.environ["OPENAI_BASE_URL"].removesuffix("/v1") + "/api/v1/auth/whoami"
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)["usage"]["tokens_per_day"]["used"]
+
+
+def wait_charged(total):
+    """An answer is charged when its body ends at llamactl, which can be just after the client
+    has read it: wait for the charge, so each request is sent knowing what the last one cost."""
+    deadline = time.monotonic() + 30
+    while charged() != total:
+        assert time.monotonic() < deadline, f"not charged {total} tokens within 30 s"
+        time.sleep(0.02)
+
+
 def main():
     answered = []
     for i in range(40):
         try:
             answered.append((streamed if i % 2 else plain)())
+            wait_charged(sum(answered))
         except openai.RateLimitError as e:
             headers = {k.lower(): v for k, v in e.response.headers.items()
                        if k.lower() == "retry-after" or k.lower().startswith("x-ratelimit-")}
