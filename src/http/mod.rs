@@ -39,6 +39,7 @@ use browser::{BrowserGuard, BrowserGuardLayer};
 use connection::PerClient;
 use proxy::ProxyFirst;
 use std::sync::Arc;
+use tower::util::Either;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, Any, Cors, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
@@ -155,15 +156,18 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// The whole HTTP service: CORS and the browser checks around the instance proxy (matched first,
-/// see [`ProxyFirst`]) and the router. Bodies stream through the proxy untouched, so no body limit
-/// applies there.
-pub fn service(state: AppState) -> Cors<BrowserGuard<ProxyFirst>> {
-    let cors = cors(&state.cfg.server.allowed_origins);
+/// The whole HTTP service: CORS (when `server.allowed_origins` lists any) and the browser checks
+/// around the instance proxy (matched first, see [`ProxyFirst`]) and the router. Bodies stream
+/// through the proxy untouched, so no body limit applies there.
+pub fn service(state: AppState) -> Either<Cors<BrowserGuard<ProxyFirst>>, BrowserGuard<ProxyFirst>> {
+    // Without an allowed origin CORS grants nothing; leaving its layer out spares every request
+    // its header work (and every answer its `Vary`).
+    let origins = &state.cfg.server.allowed_origins;
+    let cors = (!origins.is_empty()).then(|| cors(origins));
     let guard = BrowserGuardLayer::new(&state.cfg);
     let router = router(state.clone());
     ServiceBuilder::new()
-        .layer(cors)
+        .option_layer(cors)
         .layer(guard)
         .service(ProxyFirst::new(state, router))
 }

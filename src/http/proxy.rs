@@ -132,24 +132,29 @@ fn inference_may_use(method: &axum::http::Method, path: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
-    let Some(segments) = path.strip_prefix('/') else {
+    let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
-    let segments: Vec<&str> = segments.split('/').collect();
-    if !segments.iter().all(|s| plain(s)) {
+    if !rest.split('/').all(plain) {
         return false;
     }
+    // Compared segment by segment, without collecting either side: this runs for every proxied
+    // request of an inference key.
     INFERENCE_ROUTES.iter().any(|(m, route)| {
         if *m != method.as_str() {
             return false;
         }
-        let pattern: Vec<&str> = route[1..].split('/').collect();
-        match pattern.split_last() {
-            Some((&"*", fixed)) => {
-                segments.len() > fixed.len() && segments[..fixed.len()] == *fixed
+        let mut segments = rest.split('/');
+        let mut pattern = route[1..].split('/').peekable();
+        while let Some(want) = pattern.next() {
+            match segments.next() {
+                // `*` (last) stands for one or more further segments.
+                Some(_) if want == "*" && pattern.peek().is_none() => return true,
+                Some(seg) if seg == want => {}
+                _ => return false,
             }
-            _ => segments == pattern,
         }
+        segments.next().is_none()
     })
 }
 

@@ -26,10 +26,22 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-/// The `Host` a backend on `port` is addressed as.
+/// The `Host` a backend on `port` is addressed as. Each thread keeps the last one it made: a
+/// worker usually talks to the same few backends, and this runs for every forwarded request.
 fn host(port: u16) -> HeaderValue {
-    HeaderValue::from_str(&format!("127.0.0.1:{port}"))
-        .unwrap_or(HeaderValue::from_static("127.0.0.1"))
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u16, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((p, value)) if *p == port => value.clone(),
+        _ => {
+            let value = HeaderValue::from_str(&format!("127.0.0.1:{port}"))
+                .unwrap_or(HeaderValue::from_static("127.0.0.1"));
+            *last = Some((port, value.clone()));
+            value
+        }
+    })
 }
 
 /// True if the backend at `port` answers `GET /health` with 200 within `timeout` (from the main
@@ -54,8 +66,9 @@ pub async fn is_healthy(pool: &Pool, port: u16, timeout: Duration) -> bool {
     )
 }
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the caller's credentials.
-const DROPPED: &[HeaderName] = &[
+/// Headers that describe one hop, never forwarded either way (RFC 9110 §7.6.1); `Keep-Alive` is
+/// one too, though not a standard name.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -64,21 +77,40 @@ const DROPPED: &[HeaderName] = &[
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::HOST,
+    HeaderName::from_static("keep-alive"),
 ];
 
-fn strip_hop_headers(headers: &mut HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(DROPPED) {
+/// The caller's credentials, which a backend never sees.
+static CREDENTIALS: [HeaderName; 2] = [header::AUTHORIZATION, HeaderName::from_static("x-api-key")];
+
+/// The most headers one message can have removed without an allocation.
+const FEW: usize = 8;
+
+/// Removes the hop-by-hop headers, those named in `Connection`, and the `extra` ones. Each name
+/// present is checked against the lists once; only the names found are looked up to be removed
+/// (a request usually carries none but `Host` and its key; this runs twice per request).
+fn strip_hop_headers(headers: &mut HeaderMap, extra: &[HeaderName]) {
+    let connection = headers.get_all(header::CONNECTION);
+    let named = |name: &HeaderName| {
+        connection
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|n| n.trim().eq_ignore_ascii_case(name.as_str()))
+    };
+    let dropped =
+        |name: &HeaderName| HOP_BY_HOP.contains(name) || extra.contains(name) || named(name);
+    let mut found: [Option<HeaderName>; FEW] = Default::default();
+    let mut more = Vec::new();
+    for (i, name) in headers.keys().filter(|n| dropped(n)).enumerate() {
+        match found.get_mut(i) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => more.push(name.clone()),
+        }
+    }
+    for name in found.iter().flatten().chain(&more) {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
 }
 
 /// How long a backend may stay quiet in the middle of an answer, and what to do if it does.
@@ -104,9 +136,7 @@ pub async fn forward(
 ) -> Result<Response<Body>, SendError> {
     let (mut parts, body) = req.into_parts();
     parts.uri = Uri::try_from(path_and_query).map_err(|e| SendError::Target(e.to_string()))?;
-    strip_hop_headers(&mut parts.headers);
-    parts.headers.remove(header::AUTHORIZATION);
-    parts.headers.remove("x-api-key");
+    strip_hop_headers(&mut parts.headers, &CREDENTIALS);
     parts.headers.insert(header::HOST, host(port));
     parts.version = axum::http::Version::HTTP_11;
     let sent = pool.send(lane, port, Request::from_parts(parts, body));
@@ -119,7 +149,7 @@ pub async fn forward(
         }
     };
     let (mut parts, body) = upstream.into_parts();
-    strip_hop_headers(&mut parts.headers);
+    strip_hop_headers(&mut parts.headers, &[]);
     Ok(stall::StallGuard::wrap(
         Response::from_parts(parts, body),
         quiet.limit,
@@ -149,8 +179,45 @@ mod tests {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        strip_hop_headers(&mut h);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k"));
+        h.insert("x-api-key", HeaderValue::from_static("k"));
+        h.insert(header::HOST, HeaderValue::from_static("llamactl"));
+        strip_hop_headers(&mut h, &CREDENTIALS);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn keeps_a_message_without_hop_by_hop_headers_whole() {
+        let mut h = HeaderMap::new();
+        for i in 0..(FEW + 4) {
+            h.insert(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        let before = h.clone();
+        strip_hop_headers(&mut h, &[]);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn drops_more_named_headers_than_fit_without_allocating() {
+        let mut h = HeaderMap::new();
+        let names: Vec<String> = (0..(FEW + 4)).map(|i| format!("x-hop-{i}")).collect();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_str(&names.join(", ")).unwrap(),
+        );
+        for name in &names {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_headers(&mut h, &[]);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
     }
 }
