@@ -5,6 +5,7 @@
 //! Never a timed assertion: it measures and reports; the targets' verdicts are informational.
 
 mod auth;
+mod bare_proxy;
 mod client;
 mod cold_start;
 mod generated;
@@ -65,6 +66,9 @@ fn main() -> ExitCode {
     // llamactl starts this same executable as the streams scenario's backend.
     if args.get(1).map(String::as_str) == Some(stand_in::ARG) {
         return stand_in::run(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some(bare_proxy::ARG) {
+        return bare_proxy::run(&args[2..]);
     }
     // `cargo test --all-targets` runs bench targets without `--bench`: nothing to test here.
     if !args.iter().any(|a| a == "--bench") {

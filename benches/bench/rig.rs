@@ -1,6 +1,7 @@
 //! The set-up every scenario runs against: llamactl managing one llama-server instance with the real
 //! model, and nginx and the Go proxy in front of that same llama-server.
 
+use crate::bare_proxy::BareProxy;
 use crate::client::{Req, Target};
 use crate::goproxy::GoProxy;
 use crate::llamactl::{self, Llamactl};
@@ -27,6 +28,8 @@ pub enum Via {
     Nginx,
     /// Through the Go reference proxy (`httputil.ReverseProxy`).
     GoProxy,
+    /// Through the bare hyper proxy: hyper's server and client, nothing of llamactl's.
+    Bare,
     /// Through llamactl's instance proxy, `/api/v1/instances/{name}/proxy<path>`.
     Proxy,
     /// Through the baseline llamactl's instance proxy (only with `BENCH_BASELINE`).
@@ -66,6 +69,8 @@ pub struct Rig {
     pub nginx: Nginx,
     /// The Go proxy in front of the same llama-server, if it was built.
     pub goproxy: Option<GoProxy>,
+    /// The bare hyper proxy in front of the same llama-server.
+    pub bare: BareProxy,
     /// The instance's llama-server (fixed port, so it stays put across stop/start).
     pub backend: SocketAddr,
     /// Another llamactl build with its own instance, to compare with (`BENCH_BASELINE`).
@@ -159,11 +164,13 @@ impl Rig {
             .expect("loopback address");
         let nginx = Nginx::start(&opts.nginx, &tmp.path().join("nginx"), backend, cores());
         let goproxy = go_proxy(&opts, backend, None);
+        let bare = BareProxy::start(backend, None);
         Rig {
             opts,
             llamactl,
             nginx,
             goproxy,
+            bare,
             backend,
             baseline,
             unmetered,
@@ -216,6 +223,7 @@ impl Rig {
             Via::Direct => (self.backend, req.path.clone()),
             Via::Nginx => (self.nginx.addr, req.path.clone()),
             Via::GoProxy => (self.goproxy().addr, req.path.clone()),
+            Via::Bare => (self.bare.addr, req.path.clone()),
             Via::Proxy => (self.llamactl.addr, proxied()),
             Via::Baseline => (self.baseline().addr, proxied()),
             Via::BaselineV1 => (self.baseline().addr, req.path.clone()),

@@ -34,6 +34,11 @@ pub const GO_PROXY: Side = Side {
     label: "go proxy",
     via: Via::GoProxy,
 };
+/// Through the bare hyper proxy (`bare_proxy.rs`): the stack llamactl is built on, alone.
+pub const BARE: Side = Side {
+    label: "bare hyper proxy",
+    via: Via::Bare,
+};
 /// Through llamactl's instance proxy.
 pub const PROXY: Side = Side {
     label: "llamactl proxy",

@@ -14,7 +14,9 @@ use crate::metering;
 use crate::quota;
 use crate::rig::Via;
 use crate::rig::INSTANCE;
-use crate::scenario::{Goal, Load, Scenario, Side, Stream, DIRECT, GO_PROXY, NGINX, PROXY};
+use crate::scenario::{
+    Goal, Load, Scenario, Side, Stream, BARE, DIRECT, GO_PROXY, NGINX, PROXY,
+};
 use crate::streams;
 use crate::swap;
 use crate::swap_storm;
@@ -45,7 +47,7 @@ pub fn all() -> Vec<Scenario> {
             name: "GET /health",
             req: Req::get("/health"),
             concurrency: &[1, 32],
-            sides: vec![DIRECT, NGINX, GO_PROXY, PROXY],
+            sides: vec![DIRECT, NGINX, GO_PROXY, BARE, PROXY],
             goal: Goal::NginxOrBetter,
         }),
         Scenario::Load(Load {

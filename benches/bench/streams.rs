@@ -14,6 +14,7 @@
 //! `worker_rlimit_nofile`; the stand-in and the bench raise theirs at start.
 
 use crate::client::{self, Req, Target};
+use crate::bare_proxy::BareProxy;
 use crate::goproxy::GoProxy;
 use crate::llamactl::Llamactl;
 use crate::nginx::Nginx;
@@ -21,7 +22,9 @@ use crate::open_files;
 use crate::procs;
 use crate::report::{Row, Verdict};
 use crate::rig::{self, Rig, Via};
-use crate::scenario::{rotated, Side, BASELINE, BASELINE_V1, DIRECT, GO_PROXY, NGINX, PROXY};
+use crate::scenario::{
+    rotated, Side, BARE, BASELINE, BASELINE_V1, DIRECT, GO_PROXY, NGINX, PROXY,
+};
 use crate::stats::{median, ms, quantile};
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
@@ -54,8 +57,8 @@ const V1: Side = Side {
     via: Via::Llamactl,
 };
 /// The sides, direct first (the reference for ratios), then nginx; the Go proxy is left out when
-/// it was not built.
-const SIDES: [Side; 5] = [DIRECT, NGINX, GO_PROXY, V1, PROXY];
+/// it was not built. The bare hyper proxy shows what the stack costs without llamactl's own work.
+const SIDES: [Side; 6] = [DIRECT, NGINX, GO_PROXY, BARE, V1, PROXY];
 
 /// llamactl with the stand-in as its instance, and nginx and the Go proxy in front of the same
 /// stand-in.
@@ -65,6 +68,7 @@ struct Stage {
     baseline: Option<Llamactl>,
     nginx: Nginx,
     goproxy: Option<GoProxy>,
+    bare: BareProxy,
     backend: SocketAddr,
 }
 
@@ -81,11 +85,13 @@ impl Stage {
             .expect("loopback address");
         let nginx = Nginx::start(&rig.opts.nginx, &dir.join("nginx"), backend, rig::cores());
         let goproxy = rig::go_proxy(&rig.opts, backend, Some(SOFT_FILES));
+        let bare = BareProxy::start(backend, Some(SOFT_FILES));
         Stage {
             llamactl,
             baseline,
             nginx,
             goproxy,
+            bare,
             backend,
         }
     }
@@ -150,6 +156,7 @@ impl Stage {
                     .addr,
                 req.path.clone(),
             ),
+            Via::Bare => (self.bare.addr, req.path.clone()),
             Via::Proxy | Via::Baseline => (
                 self.llamactl_of(via).expect("a llamactl side").addr,
                 format!("/api/v1/instances/{INSTANCE}/proxy{}", req.path),
