@@ -34,7 +34,7 @@ const BOOT: Duration = Duration::from_secs(10);
 
 /// A running bare proxy in front of one backend, a child of the bench.
 pub struct BareProxy {
-    _guard: Guard,
+    guard: Guard,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -58,9 +58,16 @@ impl BareProxy {
         let addr = procs::wait_for_line(stderr, "listening on http://", BOOT)
             .unwrap_or_else(|| panic!("the bare proxy did not report its address within {BOOT:?}"));
         BareProxy {
-            _guard: guard,
-            addr: addr.parse().expect("the bare proxy printed a socket address"),
+            guard,
+            addr: addr
+                .parse()
+                .expect("the bare proxy printed a socket address"),
         }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
     }
 }
 

@@ -14,9 +14,7 @@ use crate::metering;
 use crate::quota;
 use crate::rig::Via;
 use crate::rig::INSTANCE;
-use crate::scenario::{
-    Goal, Load, Scenario, Side, Stream, BARE, DIRECT, GO_PROXY, NGINX, PROXY,
-};
+use crate::scenario::{Goal, Load, Scenario, Side, Stream, BARE, DIRECT, GO_PROXY, NGINX, PROXY};
 use crate::streams;
 use crate::swap;
 use crate::swap_storm;

@@ -1,9 +1,9 @@
 //! Many streamed chats at once (issue 11): N = 100, 1,000 and 2,000 concurrent streams, each 64
 //! token events 20 ms apart from the stand-in backend (`stand_in.rs`, no inference), straight to
-//! it, through nginx, through the Go proxy (when built), and through llamactl's `/v1` and instance
-//! proxy, the sides taking turns in every round. Reports events/s, time to first event p50/p99
-//! (from connecting), whole-stream p99, failed streams, and llamactl's peak RSS and RSS per open
-//! stream over idle.
+//! it, through nginx, through the Go proxy (when built), through the bare hyper proxy, and
+//! through llamactl's `/v1` and instance proxy, the sides taking turns in every round. Reports
+//! events/s, time to first event p50/p99 (from connecting), whole-stream p99, failed streams, and
+//! the peak RSS and RSS per open stream over idle of llamactl and of the bare hyper proxy.
 //!
 //! With `BENCH_BASELINE`, that build runs too (its own llamactl and stand-in, the same limits),
 //! and its `/v1` and proxy are sides of the same rounds: a before/after from one run.
@@ -13,8 +13,8 @@
 //! must raise its own, and so is the Go proxy (Go's runtime raises it). nginx raises its own with
 //! `worker_rlimit_nofile`; the stand-in and the bench raise theirs at start.
 
-use crate::client::{self, Req, Target};
 use crate::bare_proxy::BareProxy;
+use crate::client::{self, Req, Target};
 use crate::goproxy::GoProxy;
 use crate::llamactl::Llamactl;
 use crate::nginx::Nginx;
@@ -22,9 +22,7 @@ use crate::open_files;
 use crate::procs;
 use crate::report::{Row, Verdict};
 use crate::rig::{self, Rig, Via};
-use crate::scenario::{
-    rotated, Side, BARE, BASELINE, BASELINE_V1, DIRECT, GO_PROXY, NGINX, PROXY,
-};
+use crate::scenario::{rotated, Side, BARE, BASELINE, BASELINE_V1, DIRECT, GO_PROXY, NGINX, PROXY};
 use crate::stats::{median, ms, quantile};
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
@@ -325,7 +323,7 @@ async fn run(target: &Target, n: usize, llamactl: Option<u32>) -> Run {
 struct Sided<'a> {
     side: Side,
     runs: Vec<&'a Run>,
-    /// Its llamactl's resident memory when idle, KiB (0 for the other sides).
+    /// Its llamactl's (or the bare proxy's) resident memory when idle, KiB (0 for the others).
     idle_kib: u64,
 }
 
@@ -406,7 +404,7 @@ fn judge(n: usize, sides: &[Sided]) -> (Vec<Row>, Vec<Verdict>) {
         let llamactl = s.side.via.is_llamactl();
         let peak = s.med(|r| r.peak_kib.unwrap_or_default() as f64);
         let per_stream = kib_per_stream(peak, s.idle_kib, n);
-        if llamactl {
+        if llamactl || s.side.via == Via::Bare {
             result.push_str(&format!(
                 ", peak RSS {:.1} MiB ({per_stream:.1} KiB per stream over idle)",
                 peak / 1024.0
@@ -488,7 +486,11 @@ pub fn concurrent(rig: &Rig) -> BoxFuture<'_, (Vec<Row>, Vec<Verdict>)> {
         let stage = Stage::up(rig).await;
         let all_sides = stage.sides();
         let targets: Vec<Target> = all_sides.iter().map(|s| stage.target(s.via)).collect();
-        let llamactl_pid = |side: &Side| stage.llamactl_of(side.via).map(Llamactl::pid);
+        // Whose memory is measured on a side: its llamactl's, or the bare proxy's (hyper's floor).
+        let llamactl_pid = |side: &Side| match side.via {
+            Via::Bare => Some(stage.bare.pid()),
+            via => stage.llamactl_of(via).map(Llamactl::pid),
+        };
         // One unmeasured run per side: connections, pools and allocators warm up.
         for (side, target) in all_sides.iter().zip(&targets) {
             let warm = run(target, LEVELS[0], llamactl_pid(side)).await;
@@ -511,7 +513,7 @@ pub fn concurrent(rig: &Rig) -> BoxFuture<'_, (Vec<Row>, Vec<Verdict>)> {
                     .unwrap_or_default()
             })
             .collect();
-        eprintln!("bench: streams: llamactl idle after warm-up {idle_kib:?} KiB by side");
+        eprintln!("bench: streams: resident when idle after warm-up {idle_kib:?} KiB by side");
         let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
         for n in LEVELS {
             // runs[round][side]
@@ -530,7 +532,7 @@ pub fn concurrent(rig: &Rig) -> BoxFuture<'_, (Vec<Row>, Vec<Verdict>)> {
                         r.whole_p99,
                         r.failed,
                         r.first_failure.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
-                        r.peak_kib.map(|k| format!(", llamactl peak RSS {k} KiB")).unwrap_or_default(),
+                        r.peak_kib.map(|k| format!(", peak RSS {k} KiB")).unwrap_or_default(),
                     );
                     this[i] = Some(r);
                     tokio::time::sleep(SETTLE).await;

@@ -159,7 +159,9 @@ pub fn router(state: AppState) -> Router {
 /// The whole HTTP service: CORS (when `server.allowed_origins` lists any) and the browser checks
 /// around the instance proxy (matched first, see [`ProxyFirst`]) and the router. Bodies stream
 /// through the proxy untouched, so no body limit applies there.
-pub fn service(state: AppState) -> Either<Cors<BrowserGuard<ProxyFirst>>, BrowserGuard<ProxyFirst>> {
+pub fn service(
+    state: AppState,
+) -> Either<Cors<BrowserGuard<ProxyFirst>>, BrowserGuard<ProxyFirst>> {
     // Without an allowed origin CORS grants nothing; leaving its layer out spares every request
     // its header work (and every answer its `Vary`).
     let origins = &state.cfg.server.allowed_origins;
