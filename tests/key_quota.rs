@@ -472,6 +472,35 @@ async fn a_stream_left_before_its_usage_is_charged_its_events_and_the_prompt_est
 }
 
 #[tokio::test]
+async fn a_stream_is_charged_at_its_done_event_before_its_client_reads_it() {
+    let server = TestServer::start(Options::fake()).await;
+    running(&server, "m").await;
+    let (token, id) = server
+        .new_key(json!({"name": "app", "kind": "inference", "limits": {"tokens_per_day": 100000}}))
+        .await;
+    // The backend ends its body long after `data: [DONE]`: the charge must not wait for that, or
+    // a client's next request, sent on [DONE], would be admitted before this one is charged.
+    let mut body = chat_body("m", true);
+    body["fake_end_delay"] = json!(30);
+    let client = reqwest::Client::new();
+    let mut resp = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut text = String::new();
+    while !text.contains("data: [DONE]") {
+        let chunk = resp.chunk().await.expect("chunk").expect("more events");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Read once, at once: no waiting for it.
+    assert_eq!(used_today(&server, &id).await, 10, "{text}");
+}
+
+#[tokio::test]
 async fn a_plain_answer_the_client_leaves_before_it_comes_is_charged_the_prompt_estimate() {
     let server = TestServer::start(Options::fake()).await;
     running(&server, "m").await;

@@ -66,6 +66,12 @@ impl Metered {
 impl Metered {
     /// Counts the exchange once, and lets go of the instance.
     fn end(&mut self) {
+        self.count();
+        self.in_flight = None;
+    }
+
+    /// Counts (and charges) the exchange, once.
+    fn count(&mut self) {
         if let Some(exchange) = self.exchange.take() {
             if let Some(tail) = &mut self.tail {
                 self.outcome.tokens = tail.tokens();
@@ -82,7 +88,6 @@ impl Metered {
                 .map(|f| f.instance().metrics().as_ref());
             exchange.finish(self.outcome, instance);
         }
-        self.in_flight = None;
     }
 }
 
@@ -111,6 +116,17 @@ impl HttpBody for Metered {
                     if let Some(events) = &mut this.events {
                         events.push(data);
                     }
+                }
+                // A stream is whole for its client at `data: [DONE]`: it is counted and charged
+                // there, before the client can read it, so the client's next request already
+                // sees the charge (the backend may end its body a moment later). The instance is
+                // still held until the body's end.
+                if this.outcome.streamed
+                    && this.exchange.is_some()
+                    && this.tail.as_ref().is_some_and(Tail::ends_with_done)
+                {
+                    this.complete = true;
+                    this.count();
                 }
                 if this.inner.is_end_stream() {
                     this.complete = true;

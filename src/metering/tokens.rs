@@ -59,6 +59,19 @@ impl Tail {
         self.buf.extend(chunk);
     }
 
+    /// True if what was kept ends with the event that closes an OpenAI-style stream
+    /// (`data: [DONE]`, then blank lines): the answer is whole for its client from there, even if
+    /// the backend's body has not ended yet.
+    pub fn ends_with_done(&self) -> bool {
+        const DONE: &[u8] = b"data: [DONE]";
+        let mut end = self
+            .buf
+            .iter()
+            .rev()
+            .skip_while(|b| b.is_ascii_whitespace());
+        DONE.iter().rev().all(|want| end.next() == Some(want))
+    }
+
     /// The token counts the answer's end reports, if any.
     pub fn tokens(&mut self) -> Tokens {
         tokens_in(self.buf.make_contiguous())
@@ -213,6 +226,23 @@ mod tests {
         tail.push(&huge);
         assert!(tail.buf.len() <= TAIL);
         assert_eq!(tail.tokens(), Tokens::default());
+    }
+
+    #[test]
+    fn a_stream_is_done_at_its_done_event_even_split_across_frames() {
+        let mut tail = Tail::for_answer(true);
+        tail.push(b"data: {\"choices\":[]}\n\n");
+        assert!(!tail.ends_with_done());
+        tail.push(b"data: [DO");
+        assert!(!tail.ends_with_done());
+        tail.push(b"NE]\n");
+        assert!(tail.ends_with_done());
+        tail.push(b"\n");
+        assert!(tail.ends_with_done());
+        // A later event means it was not the end after all.
+        tail.push(b"data: {}\n\n");
+        assert!(!tail.ends_with_done());
+        assert!(!Tail::for_answer(true).ends_with_done());
     }
 
     #[test]
