@@ -1,6 +1,7 @@
 //! Requests wait their turn (issue 13): at `max_running_instances` a request for a stopped instance
 //! waits for a busy one to drain instead of a 409, swaps are batched, and an instance's
-//! `max_concurrent` queue serves by key priority, bounded by `max_queue` and `queue_timeout`.
+//! `max_concurrent` queue serves by key priority, bounded by `max_queue` and `queue_timeout`, on
+//! `/v1` and through the instance proxy alike (whose reads never wait).
 //! Against the real server binary and the stand-in backend; order is read from what the backend
 //! logged, never from timings.
 
@@ -48,6 +49,64 @@ fn spawn_chat(
         tag.to_string(),
     );
     tokio::spawn(async move { chat(&server, &key, &model, &tag, delay).await })
+}
+
+/// A file the stand-in backend waits for before it answers a request that names it
+/// (`fake_hold_file`): the test ends such a request when it chooses, not when a clock does.
+struct Gate(tempfile::TempDir);
+
+impl Gate {
+    fn new() -> Gate {
+        Gate(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn path(&self) -> String {
+        self.0.path().join("open").to_string_lossy().into_owned()
+    }
+
+    /// Lets every request held by this gate be answered.
+    fn open(&self) {
+        std::fs::write(self.path(), b"").expect("open the gate");
+    }
+}
+
+/// A native `POST /completion` through the instance proxy to `instance` as the inference key,
+/// tagged so the backend logs it, answered once `gate` (if any) opens.
+async fn proxied(
+    server: &TestServer,
+    instance: &str,
+    tag: &str,
+    gate: Option<&Gate>,
+) -> (StatusCode, Value) {
+    proxied_held(server, instance, tag, gate.map(Gate::path)).await
+}
+
+/// [`proxied`], held until the file `hold` exists.
+async fn proxied_held(
+    server: &TestServer,
+    instance: &str,
+    tag: &str,
+    hold: Option<String>,
+) -> (StatusCode, Value) {
+    let mut body = json!({"prompt": "hi", "fake_tag": tag});
+    if let Some(hold) = hold {
+        body["fake_hold_file"] = json!(hold);
+    }
+    let path = format!("/api/v1/instances/{instance}/proxy/completion");
+    server
+        .call_as(Some(INFERENCE_KEY), Method::POST, &path, Some(body))
+        .await
+}
+
+fn spawn_proxied(
+    server: &Arc<TestServer>,
+    instance: &str,
+    tag: &str,
+    gate: Option<&Gate>,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let (server, instance, tag) = (server.clone(), instance.to_string(), tag.to_string());
+    let hold = gate.map(Gate::path);
+    tokio::spawn(async move { proxied_held(&server, &instance, &tag, hold).await })
 }
 
 async fn scrape(server: &TestServer) -> Vec<Sample> {
@@ -111,6 +170,25 @@ async fn served(server: &TestServer, instance: &str) -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("serving "))
         .map(str::to_string)
+        .collect()
+}
+
+/// What the backend of `instance` logged about tagged `POST`s, in order: `serving <tag>` as it
+/// began one, `answered` as it began sending an answer (after the request's delay).
+async fn backend_log(server: &TestServer, instance: &str) -> Vec<String> {
+    let (_, log) = server.logs(instance, None).await;
+    log.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("serving ") {
+                Some(l.to_string())
+            } else if l.starts_with("request: \"POST ") {
+                Some("answered".to_string())
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -261,6 +339,166 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(
         value(&samples, "llamactl_instance_queue_refusals_total", &refused),
         1.0
+    );
+}
+
+#[tokio::test]
+async fn a_proxied_inference_request_waits_for_the_one_place_then_is_answered() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    create(
+        &server,
+        "q",
+        json!({"model": "/q.gguf", "max_concurrent": 1}),
+    )
+    .await;
+    let gate = Gate::new();
+    let first = spawn_proxied(&server, "q", "first", Some(&gate));
+    wait_served(&server, "q", "first").await;
+
+    let second = spawn_proxied(&server, "q", "second", None);
+    // It waits in the instance's queue, counted as /v1's waiters are, while the first is held.
+    wait_queued(&server, "q", 1.0).await;
+    assert_eq!(served(&server, "q").await, ["first"]);
+    gate.open();
+
+    let (code, answer) = first.await.unwrap();
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let (code, answer) = second.await.unwrap();
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    // The backend began the second only after it had answered the first: no overlap.
+    assert_eq!(
+        backend_log(&server, "q").await,
+        ["serving first", "answered", "serving second", "answered"]
+    );
+    let samples = scrape(&server).await;
+    assert_eq!(
+        value(
+            &samples,
+            "llamactl_instance_queue_wait_seconds",
+            &[("instance", "q")]
+        ),
+        1.0,
+        "one request waited"
+    );
+    assert_eq!(queue_length(&server, "q").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_through_the_proxy_too() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 1});
+    create(&server, "q", body).await;
+    let gate = Gate::new();
+    let blocker = spawn_proxied(&server, "q", "blocker", Some(&gate));
+    wait_served(&server, "q", "blocker").await;
+    let queued = spawn_proxied(&server, "q", "queued", None);
+    wait_queued(&server, "q", 1.0).await;
+
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/instances/q/proxy/completion",
+            server.base
+        ))
+        .bearer_auth(INFERENCE_KEY)
+        .json(&json!({"prompt": "hi", "fake_tag": "refused"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert!(error_of(&body).contains("max_queue"), "{body}");
+    gate.open();
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    assert_eq!(queued.await.unwrap().0, StatusCode::OK);
+    assert_eq!(served(&server, "q").await, ["blocker", "queued"]);
+    let samples = scrape(&server).await;
+    let refused = [("instance", "q"), ("reason", "full")];
+    assert_eq!(
+        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_health_check_through_the_proxy_does_not_queue_behind_inference() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    // No waiting room: a request that joined the queue would be refused at once.
+    let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 0});
+    create(&server, "q", body).await;
+    let gate = Gate::new();
+    let blocker = spawn_proxied(&server, "q", "blocker", Some(&gate));
+    wait_served(&server, "q", "blocker").await;
+    let (code, answer) = proxied(&server, "q", "refused", None).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+
+    let (code, answer) = server
+        .call_as(
+            Some(INFERENCE_KEY),
+            Method::GET,
+            "/api/v1/instances/q/proxy/health",
+            None,
+        )
+        .await;
+
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "ok");
+    gate.open();
+    assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
+    let samples = scrape(&server).await;
+    let refused = [("instance", "q"), ("reason", "full")];
+    assert_eq!(
+        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        1.0,
+        "only the inference request was refused"
+    );
+}
+
+#[tokio::test]
+async fn v1_and_proxy_requests_share_the_same_places() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    create(
+        &server,
+        "q",
+        json!({"model": "/q.gguf", "max_concurrent": 1}),
+    )
+    .await;
+    let gate = Gate::new();
+    let on_v1 = {
+        let (server, hold) = (server.clone(), gate.path());
+        tokio::spawn(async move {
+            let body = json!({"model": "q", "messages": [{"role": "user", "content": "hi"}],
+                              "fake_tag": "v1", "fake_hold_file": hold});
+            server
+                .call_as(
+                    Some(INFERENCE_KEY),
+                    Method::POST,
+                    "/v1/chat/completions",
+                    Some(body),
+                )
+                .await
+        })
+    };
+    wait_served(&server, "q", "v1").await;
+
+    let on_proxy = spawn_proxied(&server, "q", "proxy", None);
+    wait_queued(&server, "q", 1.0).await;
+    assert_eq!(served(&server, "q").await, ["v1"]);
+    gate.open();
+
+    assert_eq!(on_v1.await.unwrap().0, StatusCode::OK);
+    let (code, answer) = on_proxy.await.unwrap();
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    // The backend began the proxied request only after it had answered the /v1 one.
+    assert_eq!(
+        backend_log(&server, "q").await,
+        ["serving v1", "answered", "serving proxy", "answered"]
     );
 }
 
