@@ -70,20 +70,11 @@ impl Gate {
     }
 }
 
-/// A native `POST /completion` through the instance proxy to `instance` as the inference key,
-/// tagged so the backend logs it, answered once `gate` (if any) opens.
+/// A native `POST /completion` through the instance proxy to `instance` as `key`, tagged so the
+/// backend logs it, answered once the file `hold` (a [`Gate`]'s) exists, if one is given.
 async fn proxied(
     server: &TestServer,
-    instance: &str,
-    tag: &str,
-    gate: Option<&Gate>,
-) -> (StatusCode, Value) {
-    proxied_held(server, instance, tag, gate.map(Gate::path)).await
-}
-
-/// [`proxied`], held until the file `hold` exists.
-async fn proxied_held(
-    server: &TestServer,
+    key: &str,
     instance: &str,
     tag: &str,
     hold: Option<String>,
@@ -94,19 +85,25 @@ async fn proxied_held(
     }
     let path = format!("/api/v1/instances/{instance}/proxy/completion");
     server
-        .call_as(Some(INFERENCE_KEY), Method::POST, &path, Some(body))
+        .call_as(Some(key), Method::POST, &path, Some(body))
         .await
 }
 
 fn spawn_proxied(
     server: &Arc<TestServer>,
+    key: &str,
     instance: &str,
     tag: &str,
     gate: Option<&Gate>,
 ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
-    let (server, instance, tag) = (server.clone(), instance.to_string(), tag.to_string());
+    let (server, key, instance, tag) = (
+        server.clone(),
+        key.to_string(),
+        instance.to_string(),
+        tag.to_string(),
+    );
     let hold = gate.map(Gate::path);
-    tokio::spawn(async move { proxied_held(&server, &instance, &tag, hold).await })
+    tokio::spawn(async move { proxied(&server, &key, &instance, &tag, hold).await })
 }
 
 async fn scrape(server: &TestServer) -> Vec<Sample> {
@@ -352,10 +349,10 @@ async fn a_proxied_inference_request_waits_for_the_one_place_then_is_answered() 
     )
     .await;
     let gate = Gate::new();
-    let first = spawn_proxied(&server, "q", "first", Some(&gate));
+    let first = spawn_proxied(&server, INFERENCE_KEY, "q", "first", Some(&gate));
     wait_served(&server, "q", "first").await;
 
-    let second = spawn_proxied(&server, "q", "second", None);
+    let second = spawn_proxied(&server, INFERENCE_KEY, "q", "second", None);
     // It waits in the instance's queue, counted as /v1's waiters are, while the first is held.
     wait_queued(&server, "q", 1.0).await;
     assert_eq!(served(&server, "q").await, ["first"]);
@@ -389,9 +386,9 @@ async fn a_full_queue_answers_503_through_the_proxy_too() {
     let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 1});
     create(&server, "q", body).await;
     let gate = Gate::new();
-    let blocker = spawn_proxied(&server, "q", "blocker", Some(&gate));
+    let blocker = spawn_proxied(&server, INFERENCE_KEY, "q", "blocker", Some(&gate));
     wait_served(&server, "q", "blocker").await;
-    let queued = spawn_proxied(&server, "q", "queued", None);
+    let queued = spawn_proxied(&server, INFERENCE_KEY, "q", "queued", None);
     wait_queued(&server, "q", 1.0).await;
 
     let resp = reqwest::Client::new()
@@ -433,9 +430,9 @@ async fn a_health_check_through_the_proxy_does_not_queue_behind_inference() {
     let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 0});
     create(&server, "q", body).await;
     let gate = Gate::new();
-    let blocker = spawn_proxied(&server, "q", "blocker", Some(&gate));
+    let blocker = spawn_proxied(&server, INFERENCE_KEY, "q", "blocker", Some(&gate));
     wait_served(&server, "q", "blocker").await;
-    let (code, answer) = proxied(&server, "q", "refused", None).await;
+    let (code, answer) = proxied(&server, INFERENCE_KEY, "q", "refused", None).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
 
     let (code, answer) = server
@@ -457,6 +454,43 @@ async fn a_health_check_through_the_proxy_does_not_queue_behind_inference() {
         value(&samples, "llamactl_instance_queue_refusals_total", &refused),
         1.0,
         "only the inference request was refused"
+    );
+}
+
+#[tokio::test]
+async fn proxied_requests_wait_by_key_priority() {
+    let server = Arc::new(TestServer::start(Options::fake()).await);
+    create(
+        &server,
+        "q",
+        json!({"model": "/q.gguf", "max_concurrent": 1}),
+    )
+    .await;
+    let (low, _) = server
+        .new_key(json!({"name": "batch", "kind": "inference", "priority": "low"}))
+        .await;
+    let (high, _) = server
+        .new_key(json!({"name": "chat", "kind": "inference", "priority": "high"}))
+        .await;
+    let gate = Gate::new();
+    let blocker = spawn_proxied(&server, INFERENCE_KEY, "q", "blocker", Some(&gate));
+    wait_served(&server, "q", "blocker").await;
+    // The low one comes first, then a high one: each known to wait before the next is sent.
+    let low = spawn_proxied(&server, &low, "q", "low", None);
+    wait_queued(&server, "q", 1.0).await;
+    let high = spawn_proxied(&server, &high, "q", "high", None);
+    wait_queued(&server, "q", 2.0).await;
+
+    gate.open();
+
+    for request in [blocker, low, high] {
+        let (code, answer) = request.await.unwrap();
+        assert_eq!(code, StatusCode::OK, "{answer}");
+    }
+    assert_eq!(
+        served(&server, "q").await,
+        ["blocker", "high", "low"],
+        "the order the backend began serving"
     );
 }
 
@@ -487,7 +521,7 @@ async fn v1_and_proxy_requests_share_the_same_places() {
     };
     wait_served(&server, "q", "v1").await;
 
-    let on_proxy = spawn_proxied(&server, "q", "proxy", None);
+    let on_proxy = spawn_proxied(&server, INFERENCE_KEY, "q", "proxy", None);
     wait_queued(&server, "q", 1.0).await;
     assert_eq!(served(&server, "q").await, ["v1"]);
     gate.open();
