@@ -106,6 +106,28 @@ fn spawn_proxied(
     tokio::spawn(async move { proxied(&server, &key, &instance, &tag, hold).await })
 }
 
+/// A chat request to `model` as the inference key, tagged, answered once `gate` opens.
+fn spawn_held_chat(
+    server: &Arc<TestServer>,
+    model: &str,
+    tag: &str,
+    gate: &Gate,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let server = server.clone();
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                      "fake_tag": tag, "fake_hold_file": gate.path()});
+    tokio::spawn(async move {
+        server
+            .call_as(
+                Some(INFERENCE_KEY),
+                Method::POST,
+                "/v1/chat/completions",
+                Some(body),
+            )
+            .await
+    })
+}
+
 async fn scrape(server: &TestServer) -> Vec<Sample> {
     let resp = reqwest::Client::new()
         .get(format!("{}/metrics", server.base))
@@ -270,7 +292,8 @@ async fn a_low_priority_key_waits_behind_high_priority_ones() {
         .new_key(json!({"name": "chat", "kind": "inference", "priority": "high"}))
         .await;
 
-    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 1.5);
+    let gate = Gate::new();
+    let blocker = spawn_held_chat(&server, "q", "blocker", &gate);
     wait_served(&server, "q", "blocker").await;
     // The low one comes first, then two high ones: each known to wait before the next is sent.
     let mut waiting = vec![spawn_chat(&server, &low, "q", "low", 0.0)];
@@ -280,6 +303,7 @@ async fn a_low_priority_key_waits_behind_high_priority_ones() {
         wait_queued(&server, "q", n as f64 + 2.0).await;
     }
 
+    gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     for w in waiting {
         let (code, answer) = w.await.unwrap();
@@ -307,7 +331,8 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let server = Arc::new(TestServer::start(Options::fake()).await);
     let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 1});
     create(&server, "q", body).await;
-    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 2.0);
+    let gate = Gate::new();
+    let blocker = spawn_held_chat(&server, "q", "blocker", &gate);
     wait_served(&server, "q", "blocker").await;
     let queued = spawn_chat(&server, INFERENCE_KEY, "q", "queued", 0.0);
     wait_queued(&server, "q", 1.0).await;
@@ -329,6 +354,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert!(retry_after >= 1);
     let body: Value = resp.json().await.unwrap();
     assert!(error_of(&body).contains("max_queue"), "{body}");
+    gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     assert_eq!(queued.await.unwrap().0, StatusCode::OK);
     let samples = scrape(&server).await;
@@ -504,21 +530,7 @@ async fn v1_and_proxy_requests_share_the_same_places() {
     )
     .await;
     let gate = Gate::new();
-    let on_v1 = {
-        let (server, hold) = (server.clone(), gate.path());
-        tokio::spawn(async move {
-            let body = json!({"model": "q", "messages": [{"role": "user", "content": "hi"}],
-                              "fake_tag": "v1", "fake_hold_file": hold});
-            server
-                .call_as(
-                    Some(INFERENCE_KEY),
-                    Method::POST,
-                    "/v1/chat/completions",
-                    Some(body),
-                )
-                .await
-        })
-    };
+    let on_v1 = spawn_held_chat(&server, "q", "v1", &gate);
     wait_served(&server, "q", "v1").await;
 
     let on_proxy = spawn_proxied(&server, INFERENCE_KEY, "q", "proxy", None);
@@ -541,8 +553,9 @@ async fn a_request_that_waits_past_queue_timeout_gets_503() {
     let server = Arc::new(TestServer::start(Options::fake()).await);
     let body = json!({"model": "/q.gguf", "max_concurrent": 1, "queue_timeout": 1});
     create(&server, "q", body).await;
-    // The blocker holds the only place far longer than the waiter may wait.
-    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 6.0);
+    // The blocker holds the only place until the waiter has given up.
+    let gate = Gate::new();
+    let blocker = spawn_held_chat(&server, "q", "blocker", &gate);
     wait_served(&server, "q", "blocker").await;
 
     let (code, answer) = chat(&server, INFERENCE_KEY, "q", "late", 0.0).await;
@@ -550,6 +563,7 @@ async fn a_request_that_waits_past_queue_timeout_gets_503() {
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert!(error_of(&answer).contains("queue_timeout"), "{answer}");
     assert!(!served(&server, "q").await.contains(&"late".to_string()));
+    gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     let samples = scrape(&server).await;
     let refused = [("instance", "q"), ("reason", "timeout")];
@@ -564,7 +578,8 @@ async fn a_waiter_that_disconnects_frees_its_place() {
     let server = Arc::new(TestServer::start(Options::fake()).await);
     let body = json!({"model": "/q.gguf", "max_concurrent": 1, "max_queue": 1});
     create(&server, "q", body).await;
-    let blocker = spawn_chat(&server, INFERENCE_KEY, "q", "blocker", 2.0);
+    let gate = Gate::new();
+    let blocker = spawn_held_chat(&server, "q", "blocker", &gate);
     wait_served(&server, "q", "blocker").await;
 
     // A client that gives up while it waits: its request is dropped with its connection.
@@ -584,7 +599,10 @@ async fn a_waiter_that_disconnects_frees_its_place() {
     wait_queued(&server, "q", 0.0).await;
 
     // Its place is free again: the next one waits (the queue holds one) and is answered.
-    let (code, answer) = chat(&server, INFERENCE_KEY, "q", "next", 0.0).await;
+    let next = spawn_chat(&server, INFERENCE_KEY, "q", "next", 0.0);
+    wait_queued(&server, "q", 1.0).await;
+    gate.open();
+    let (code, answer) = next.await.unwrap();
     assert_eq!(code, StatusCode::OK, "{answer}");
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     assert!(!served(&server, "q").await.contains(&"gone".to_string()));
@@ -626,7 +644,8 @@ async fn a_slot_not_freed_within_the_start_timeout_is_409() {
     server.op("cold", "stop").await;
     server.wait_status("cold", "stopped", READY).await;
     create(&server, "busy", json!({"model": "/b.gguf"})).await;
-    let blocker = spawn_chat(&server, INFERENCE_KEY, "busy", "blocker", 5.0);
+    let gate = Gate::new();
+    let blocker = spawn_held_chat(&server, "busy", "blocker", &gate);
     wait_served(&server, "busy", "blocker").await;
 
     let (code, answer) = chat(&server, INFERENCE_KEY, "cold", "cold", 0.0).await;
@@ -636,6 +655,7 @@ async fn a_slot_not_freed_within_the_start_timeout_is_409() {
         error_of(&answer).contains("on_demand_start_timeout"),
         "{answer}"
     );
+    gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     // The drain ended with the wait: the busy instance takes requests again.
     let (code, _) = chat(&server, INFERENCE_KEY, "busy", "after", 0.0).await;
