@@ -265,9 +265,11 @@ async fn sixteen_requests_alternating_between_two_models_in_one_slot_are_all_ans
         .filter(|e| e["event"] == "evicted")
         .count();
     // To a with its 8, then back to b with those that waited for it (a third only if one of
-    // b's requests was counted on b just before a's request began draining it).
+    // b's requests was counted on b just before a's request began draining it). Only the one to
+    // a if every request for b reached b before a's began draining it: b, busy but not limited,
+    // answers them beside the blocker, and none is left to swap back for.
     assert!(
-        (2.0..=3.0).contains(&swaps),
+        (1.0..=3.0).contains(&swaps),
         "{swaps} swaps for 16 requests"
     );
     // One eviction was the create's, before the storm.
