@@ -30,7 +30,8 @@ pub(crate) enum Start {
     /// `/v1`: a cold instance is started (as the caller, evicting only what the caller may use)
     /// and waited for.
     OnDemand,
-    /// The instance proxy: only a running instance is used; 503 otherwise.
+    /// The instance proxy: only a running instance is used; 503 otherwise. Its inference requests
+    /// wait for a place among `max_concurrent` as `/v1`'s do.
     IfRunning,
 }
 
@@ -68,7 +69,12 @@ pub(crate) async fn forward(
                 .await
                 .map_err(|e| caller.shield(e))
         }
-        Start::IfRunning => state.supervisor.use_running(instance),
+        Start::IfRunning => {
+            // Inference waits for a place among max_concurrent as on /v1; a read (health, props,
+            // models, slots) runs none, and must not wait behind it.
+            let queued = (route != activity::Route::Read).then_some(caller.policy().priority);
+            state.supervisor.use_running(instance, queued).await
+        }
     };
     let charge = admitted.as_ref().map(|a| Charge {
         quota: a.quota.clone(),

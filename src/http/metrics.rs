@@ -98,7 +98,8 @@ fn scrape(state: &AppState) -> Scrape {
 /// The running instance's own `/metrics`, as its backend answers it.
 async fn backend_metrics(state: &AppState, instance: &str, req: Request) -> Result<Response<Body>> {
     name::validate(instance)?;
-    let (port, in_flight) = state.supervisor.use_running(instance)?;
+    // A read: it never waits behind inference for a place among max_concurrent.
+    let (port, in_flight) = state.supervisor.use_running(instance, None).await?;
     let mut upstream_req = Request::new(Body::empty());
     if let Some(accept) = req.headers().get(header::ACCEPT) {
         upstream_req

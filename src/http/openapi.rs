@@ -154,7 +154,7 @@ async fn reranking() {}
         (status = "default", description = "llama-server's own answer, passed through"),
         (status = 400, description = "Invalid instance name", body = ErrorBody),
         (status = 403, description = "This key may not use this instance, or (an inference key) this llama-server endpoint", body = ErrorBody),
-        (status = 503, description = "The instance is not running, or went down (hung or crashed) while answering", body = ErrorBody),
+        (status = 503, description = "The instance is not running, or went down (hung or crashed) while answering, or (an inference request: any but GET and HEAD) its queue (max_concurrent) is full or was waited in past queue_timeout (with Retry-After)", body = ErrorBody),
         (status = 504, description = "The backend sent nothing for instances.stream_idle_timeout before its answer began", body = ErrorBody)))]
 #[allow(dead_code)]
 async fn proxy() {}

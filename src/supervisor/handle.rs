@@ -10,7 +10,7 @@ use crate::definitions::{InstanceSpec, QueueLimits};
 use crate::error::{Error, Result};
 use crate::events::{Events, LiveEvent, StatusChange};
 use crate::metrics::InstanceMetrics;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,6 +23,9 @@ pub struct Handle {
     /// Unix seconds.
     pub created: i64,
     spec: RwLock<InstanceSpec>,
+    /// The definition's `max_concurrent` (0: none), read without locking the definition: every
+    /// inference request asks, and most instances have no queue.
+    max_concurrent: AtomicUsize,
     /// Whether it should run, as last stored (mirrors the database, read without it).
     desired: Mutex<Desired>,
     state: watch::Sender<RuntimeState>,
@@ -56,6 +59,7 @@ impl Handle {
         let inst = Handle {
             name,
             created,
+            max_concurrent: AtomicUsize::new(max_concurrent_of(&spec)),
             spec: RwLock::new(spec),
             desired: Mutex::new(desired),
             state,
@@ -84,17 +88,26 @@ impl Handle {
         self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Its request queue's limits, read in place: every inference request asks, so the definition
-    /// is not copied for it.
-    pub(super) fn queue_limits(&self, defaults: &InstancesConfig) -> QueueLimits {
-        self.spec
+    /// Its `max_concurrent` and queue limits, `None` if it has no such limit: every inference
+    /// request asks, so without one the answer is one atomic load, and with one the definition is
+    /// read in place rather than copied.
+    pub(super) fn queue_limits(&self, defaults: &InstancesConfig) -> Option<(usize, QueueLimits)> {
+        if self.max_concurrent.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let limits = self
+            .spec
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .queue_limits(defaults)
+            .queue_limits(defaults);
+        // Read again under the lock: the definition may have changed since the load.
+        Some((limits.max_concurrent?, limits))
     }
 
     pub(super) fn set_spec(&self, spec: InstanceSpec) {
+        let max_concurrent = max_concurrent_of(&spec);
         *self.spec.write().unwrap_or_else(|p| p.into_inner()) = spec;
+        self.max_concurrent.store(max_concurrent, Ordering::Relaxed);
     }
 
     /// Whether it should run, and who stopped it if not.
@@ -253,4 +266,9 @@ impl Handle {
     pub(super) async fn shutdown(&self) {
         let _ = self.ask(|reply| Command::Shutdown { reply }).await;
     }
+}
+
+/// `spec`'s `max_concurrent` as [`Handle`] keeps it: 0 for none (validation refuses 0).
+fn max_concurrent_of(spec: &InstanceSpec) -> usize {
+    spec.max_concurrent.map_or(0, |n| n as usize)
 }

@@ -14,7 +14,8 @@
 //!   no room was made within `on_demand_start_timeout`.
 //! - an instance with `max_concurrent` lets that many requests through at once; the rest wait by
 //!   key priority, FIFO within one, up to `max_queue` waiting and `queue_timeout` seconds (503 with
-//!   `Retry-After` beyond either).
+//!   `Retry-After` beyond either). `/v1` and the instance proxy's inference requests share the
+//!   places; the proxy's reads never wait.
 
 use super::evict::{Drain, Room};
 use super::queue::{Entry, Full, Permit, Rank};
@@ -58,34 +59,35 @@ impl Rights<'_> {
         evictable: &|_| true,
         priority: Priority::Normal,
     };
-
-    /// The queue rank of the key's priority: higher priorities go first.
-    fn rank(&self) -> Rank {
-        match self.priority {
-            Priority::High => 0,
-            Priority::Normal => 1,
-            Priority::Low => 2,
-        }
-    }
 }
 
 impl Supervisor {
     /// The port of a running instance for one proxied request, held in use until the guard drops;
-    /// 503 if it is not running (the instance proxy never starts anything).
-    pub fn use_running(&self, name: &str) -> Result<(u16, InFlight)> {
+    /// 503 if it is not running (the instance proxy never starts anything). With `queued` (the
+    /// key's priority, for a request that runs inference) a place among its `max_concurrent` is
+    /// waited for as on `/v1`; without (a read: health, props, models, slots), never.
+    pub async fn use_running(
+        &self,
+        name: &str,
+        queued: Option<Priority>,
+    ) -> Result<(u16, InFlight)> {
         let inst = self.instance(name)?;
         // Counted before looking, so an eviction either sees this request or is seen by it.
-        let Some(guard) = inst.try_begin_use() else {
+        let Some(mut guard) = inst.try_begin_use() else {
             return Err(Error::Unavailable(format!(
                 "instance '{name}' is being stopped to make room for another \
                  (max_running_instances)"
             )));
         };
-        let state = inst.snapshot();
-        match (state.status, state.port) {
-            (Status::Running, Some(port)) => Ok((port, guard)),
-            (status, _) => Err(not_running(name, status)),
+        let port = running_port(&inst)?;
+        let Some(priority) = queued else {
+            return Ok((port, guard));
+        };
+        if !self.hold_place(&inst, &mut guard, rank(priority)).await? {
+            return Ok((port, guard));
         }
+        // It may have waited: the instance may have stopped meanwhile, or restarted elsewhere.
+        Ok((running_port(&inst)?, guard))
     }
 
     /// The port of `name` for one inference request, held in use until the guard drops. A stopped
@@ -124,10 +126,8 @@ impl Supervisor {
                     )))
                 }
             };
-        let limits = inst.queue_limits(&self.shared.cfg.instances);
-        if let Some(max) = limits.max_concurrent {
-            guard.hold(self.place(&inst, max, limits, rights.rank()).await?);
-        }
+        self.hold_place(&inst, &mut guard, rank(rights.priority))
+            .await?;
         Ok((port, guard))
     }
 
@@ -152,6 +152,21 @@ impl Supervisor {
         };
         let port = self.ready_port(inst, actor, rights, for_room).await?;
         Ok((port, guard))
+    }
+
+    /// Holds `guard` to a place among `inst`'s `max_concurrent`, waited for by `rank`, if it has
+    /// that limit (then true): the one queue `/v1` and the proxy share.
+    async fn hold_place(
+        &self,
+        inst: &Arc<Handle>,
+        guard: &mut InFlight,
+        rank: Rank,
+    ) -> Result<bool> {
+        let Some((max, limits)) = inst.queue_limits(&self.shared.cfg.instances) else {
+            return Ok(false);
+        };
+        guard.hold(self.place(inst, max, limits, rank).await?);
+        Ok(true)
     }
 
     /// A place among `inst`'s `max` concurrent requests, waited for by `rank` up to the queue's
@@ -352,7 +367,7 @@ impl Supervisor {
         if self.shared.cfg.instances.max_running_instances < 0 {
             return Some(None);
         }
-        let waiter = match self.turns.join(rights.rank(), 1, None) {
+        let waiter = match self.turns.join(rank(rights.priority), 1, None) {
             Ok(Entry::Now(permit)) => return Some(Some(permit)),
             Ok(Entry::Waiting(waiter)) => waiter,
             // The line of turns has no bound.
@@ -374,6 +389,24 @@ impl Supervisor {
         };
         for_room.store(false, Ordering::SeqCst);
         turn
+    }
+}
+
+/// The queue rank of a key's priority: higher priorities go first.
+fn rank(priority: Priority) -> Rank {
+    match priority {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// The port of `inst` if it runs; 503 otherwise.
+fn running_port(inst: &Handle) -> Result<u16> {
+    let state = inst.snapshot();
+    match (state.status, state.port) {
+        (Status::Running, Some(port)) => Ok(port),
+        (status, _) => Err(not_running(&inst.name, status)),
     }
 }
 
