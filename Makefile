@@ -10,8 +10,13 @@ SHELL := /bin/bash
 VENV     ?= .venv
 PYTHON   ?= python3
 MODEL    ?= models/gemma-3-270m-q4_k_m.gguf
-# llama.cpp is compiled from source by pip on first install (then cached): keep it lean.
-LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+# llama.cpp is compiled from source by pip on first install (then cached): keep it lean. It is
+# built for the host (-march=native) but without AMX: some virtual machines report AMX in CPUID
+# without running its instructions, and llama-server then dies with SIGILL at its first matrix
+# product (seen on 2-core Xeon VMs). AMX speeds up nothing a 270M test model needs.
+LLAMA_NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+	-DCMAKE_C_FLAGS='$(LLAMA_NO_AMX)' -DCMAKE_CXX_FLAGS='$(LLAMA_NO_AMX)'
 export LLAMA_CPP_BUILD_JOBS ?= 2
 export SQLX_OFFLINE := true
 
