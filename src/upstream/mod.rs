@@ -86,6 +86,9 @@ static CREDENTIALS: [HeaderName; 2] = [header::AUTHORIZATION, HeaderName::from_s
 /// The most headers one message can have removed without an allocation.
 const FEW: usize = 8;
 
+/// The names of the headers found to be removed.
+type Found = smallvec::SmallVec<[HeaderName; FEW]>;
+
 /// Removes the hop-by-hop headers, those named in `Connection`, and the `extra` ones. Each name
 /// present is checked against the lists once; only the names found are looked up to be removed
 /// (a request usually carries none but `Host` and its key; this runs twice per request).
@@ -100,15 +103,8 @@ fn strip_hop_headers(headers: &mut HeaderMap, extra: &[HeaderName]) {
     };
     let dropped =
         |name: &HeaderName| HOP_BY_HOP.contains(name) || extra.contains(name) || named(name);
-    let mut found: [Option<HeaderName>; FEW] = Default::default();
-    let mut more = Vec::new();
-    for (i, name) in headers.keys().filter(|n| dropped(n)).enumerate() {
-        match found.get_mut(i) {
-            Some(slot) => *slot = Some(name.clone()),
-            None => more.push(name.clone()),
-        }
-    }
-    for name in found.iter().flatten().chain(&more) {
+    let found: Found = headers.keys().filter(|n| dropped(n)).cloned().collect();
+    for name in &found {
         headers.remove(name);
     }
 }
