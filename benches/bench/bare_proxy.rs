@@ -17,8 +17,7 @@ use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
@@ -45,24 +44,17 @@ impl BareProxy {
     pub fn start(upstream: SocketAddr, soft_files: Option<u64>) -> BareProxy {
         let exe = std::env::current_exe().expect("the bench knows its own executable");
         let mut cmd = procs::quiet(&exe.display().to_string());
-        cmd.arg(ARG)
-            .arg("0")
-            .arg(upstream.port().to_string())
-            .stderr(Stdio::piped());
-        if let Some(soft) = soft_files {
-            // SAFETY: between fork and exec only getrlimit/setrlimit run; nothing allocates.
-            unsafe { cmd.pre_exec(move || open_files::lower_soft(soft)) };
-        }
-        let mut guard = Guard::spawn("bare proxy", cmd, Duration::from_secs(5));
-        let stderr = guard.take_stderr().expect("bare proxy stderr is piped");
-        let addr = procs::wait_for_line(stderr, "listening on http://", BOOT)
-            .unwrap_or_else(|| panic!("the bare proxy did not report its address within {BOOT:?}"));
-        BareProxy {
-            guard,
-            addr: addr
-                .parse()
-                .expect("the bare proxy printed a socket address"),
-        }
+        cmd.arg(ARG).arg("0").arg(upstream.port().to_string());
+        let grace = Duration::from_secs(5);
+        let (guard, addr) = procs::start_listening(
+            "bare proxy",
+            cmd,
+            soft_files,
+            grace,
+            "listening on http://",
+            BOOT,
+        );
+        BareProxy { guard, addr }
     }
 
     /// Its process id.

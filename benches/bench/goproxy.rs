@@ -2,12 +2,10 @@
 //! plain `httputil.ReverseProxy`, the proxy core of the Go llamactl and of llama-swap, run as a
 //! child the bench owns. Optional: without Go, `make bench` leaves this side out.
 
-use crate::open_files;
 use crate::procs::{self, Guard};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// How long it may take to print its address.
@@ -29,20 +27,13 @@ impl GoProxy {
         cmd.arg("-listen")
             .arg("127.0.0.1:0")
             .arg("-upstream")
-            .arg(format!("http://{upstream}"))
-            .stderr(Stdio::piped());
-        if let Some(soft) = soft_files {
-            // SAFETY: between fork and exec only getrlimit/setrlimit run; nothing allocates.
-            unsafe { cmd.pre_exec(move || open_files::lower_soft(soft)) };
-        }
-        let mut guard = Guard::spawn("go proxy", cmd, Duration::from_secs(5));
-        let stderr = guard.take_stderr().expect("go proxy stderr is piped");
-        // The rest of its stderr (errors such as a client gone mid-stream) goes to BENCH_LOG.
-        let addr = procs::wait_for_line(stderr, "listening on ", BOOT)
-            .unwrap_or_else(|| panic!("the go proxy did not report its address within {BOOT:?}"));
+            .arg(format!("http://{upstream}"));
+        let grace = Duration::from_secs(5);
+        let (guard, addr) =
+            procs::start_listening("go proxy", cmd, soft_files, grace, "listening on ", BOOT);
         GoProxy {
             _guard: guard,
-            addr: addr.parse().expect("the go proxy printed a socket address"),
+            addr,
         }
     }
 }

@@ -5,7 +5,6 @@ use crate::procs::{self, Guard};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The management key in every config the bench writes.
@@ -95,18 +94,16 @@ impl Llamactl {
         let mut cmd = procs::quiet(&binary.display().to_string());
         cmd.arg("--config")
             .arg(data_dir.join("llamactl.yaml"))
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped());
+            .env("NO_COLOR", "1");
         prepare(&mut cmd);
         // Stopping waits for llamactl to stop its backends (SIGTERM, grace, SIGKILL).
-        let mut guard = Guard::spawn("llamactl", cmd, Duration::from_secs(30));
-        let stderr = guard.take_stderr().expect("llamactl stderr is piped");
-        let addr = procs::wait_for_line(stderr, "listening on http://", BOOT)
-            .unwrap_or_else(|| panic!("llamactl did not report its address within {BOOT:?}"));
+        let grace = Duration::from_secs(30);
+        let (guard, addr) =
+            procs::start_listening("llamactl", cmd, None, grace, "listening on http://", BOOT);
         Llamactl {
             guard,
             binary: binary.to_path_buf(),
-            addr: addr.parse().expect("llamactl printed a socket address"),
+            addr,
             data_dir: data_dir.to_path_buf(),
             api: reqwest::Client::new(),
         }

@@ -78,6 +78,33 @@ impl Drop for Guard {
     }
 }
 
+/// Starts `cmd` as `name` (stopped within `grace`), with the soft open-file limit `soft_files` if
+/// one is given (the hard one left as is), and waits up to `boot` for it to print `marker` and
+/// then the address it listens on, on stderr.
+pub fn start_listening(
+    name: &str,
+    mut cmd: Command,
+    soft_files: Option<u64>,
+    grace: Duration,
+    marker: &'static str,
+    boot: Duration,
+) -> (Guard, SocketAddr) {
+    cmd.stderr(Stdio::piped());
+    if let Some(soft) = soft_files {
+        // SAFETY: between fork and exec only getrlimit/setrlimit run; nothing allocates.
+        unsafe { cmd.pre_exec(move || crate::open_files::lower_soft(soft)) };
+    }
+    let mut guard = Guard::spawn(name, cmd, grace);
+    let stderr = guard.take_stderr().expect("stderr is piped");
+    // The rest of its stderr (errors such as a client gone mid-stream) goes to BENCH_LOG.
+    let addr = wait_for_line(stderr, marker, boot)
+        .unwrap_or_else(|| panic!("{name} did not report its address within {boot:?}"));
+    let addr = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} printed {addr:?}, not a socket address: {e}"));
+    (guard, addr)
+}
+
 /// Reads `stderr` on a thread to its end (appending it to `$BENCH_LOG` if set) and returns the
 /// text after `marker` on the first line that has it, or `None` if the stream ends or `timeout`
 /// passes first.

@@ -24,6 +24,9 @@ mod generated;
 #[path = "../bench/llamactl.rs"]
 mod llamactl;
 #[allow(dead_code)]
+#[path = "../bench/open_files.rs"]
+mod open_files;
+#[allow(dead_code)]
 #[path = "../bench/procs.rs"]
 mod procs;
 
