@@ -421,6 +421,31 @@ fn prompt_estimate(body: &Value) -> u64 {
     serde_json::to_vec(body).unwrap().len().div_ceil(4) as u64
 }
 
+/// Sends the streamed chat `body` as `token` with `client`, checks it is answered 200, and reads
+/// its events until `enough` holds for the text read; returns the answer, still open, and that text.
+async fn stream_until(
+    client: &reqwest::Client,
+    server: &TestServer,
+    token: &str,
+    body: &Value,
+    enough: impl Fn(&str) -> bool,
+) -> (reqwest::Response, String) {
+    let mut resp = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut text = String::new();
+    while !enough(&text) {
+        let chunk = resp.chunk().await.expect("chunk").expect("more events");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (resp, text)
+}
+
 #[tokio::test]
 async fn a_stream_left_before_its_usage_is_charged_its_events_and_the_prompt_estimate() {
     let server = TestServer::start(Options::fake()).await;
@@ -436,19 +461,10 @@ async fn a_stream_left_before_its_usage_is_charged_its_events_and_the_prompt_est
 
     // Read three events, then leave.
     let client = reqwest::Client::new();
-    let mut resp = client
-        .post(format!("{}/v1/chat/completions", server.base))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut text = String::new();
-    while text.matches("data:").count() < 3 {
-        let chunk = resp.chunk().await.expect("chunk").expect("more events");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (resp, text) = stream_until(&client, &server, &token, &body, |text| {
+        text.matches("data:").count() >= 3
+    })
+    .await;
     let seen = text.matches("data:").count() as u64;
     drop(resp);
     drop(client);
@@ -483,19 +499,10 @@ async fn a_stream_is_charged_at_its_done_event_before_its_client_reads_it() {
     let mut body = chat_body("m", true);
     body["fake_end_delay"] = json!(30);
     let client = reqwest::Client::new();
-    let mut resp = client
-        .post(format!("{}/v1/chat/completions", server.base))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut text = String::new();
-    while !text.contains("data: [DONE]") {
-        let chunk = resp.chunk().await.expect("chunk").expect("more events");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (_resp, text) = stream_until(&client, &server, &token, &body, |text| {
+        text.contains("data: [DONE]")
+    })
+    .await;
     // Read once, at once: no waiting for it.
     assert_eq!(used_today(&server, &id).await, 10, "{text}");
 }

@@ -165,6 +165,47 @@ async fn queue_length(server: &TestServer, instance: &str) -> f64 {
     )
 }
 
+/// How many requests for `instance` its queue refused for `reason`, as `/metrics` counts them.
+async fn queue_refusals(server: &TestServer, instance: &str, reason: &str) -> f64 {
+    let samples = scrape(server).await;
+    value(
+        &samples,
+        "llamactl_instance_queue_refusals_total",
+        &[("instance", instance), ("reason", reason)],
+    )
+}
+
+/// Checks that `resp` is the answer of a full queue: 503, a `Retry-After` of at least a second,
+/// and an error that names `max_queue`.
+async fn assert_queue_full(resp: reqwest::Response) {
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert!(error_of(&body).contains("max_queue"), "{body}");
+}
+
+/// Instance `q` with one place, and two inference keys for it, of low and of high priority.
+async fn one_place_and_keys_of_low_and_high_priority(server: &TestServer) -> (String, String) {
+    create(
+        server,
+        "q",
+        json!({"model": "/q.gguf", "max_concurrent": 1}),
+    )
+    .await;
+    let (low, _) = server
+        .new_key(json!({"name": "batch", "kind": "inference", "priority": "low"}))
+        .await;
+    let (high, _) = server
+        .new_key(json!({"name": "chat", "kind": "inference", "priority": "high"}))
+        .await;
+    (low, high)
+}
+
 /// Polls until `instance`'s queue holds `n` requests.
 async fn wait_queued(server: &TestServer, instance: &str, n: f64) {
     eventually_async(&format!("{n} waiting for {instance}"), READY, || async {
@@ -281,18 +322,7 @@ async fn sixteen_requests_alternating_between_two_models_in_one_slot_are_all_ans
 #[tokio::test]
 async fn a_low_priority_key_waits_behind_high_priority_ones() {
     let server = Arc::new(TestServer::start(Options::fake()).await);
-    create(
-        &server,
-        "q",
-        json!({"model": "/q.gguf", "max_concurrent": 1}),
-    )
-    .await;
-    let (low, _) = server
-        .new_key(json!({"name": "batch", "kind": "inference", "priority": "low"}))
-        .await;
-    let (high, _) = server
-        .new_key(json!({"name": "chat", "kind": "inference", "priority": "high"}))
-        .await;
+    let (low, high) = one_place_and_keys_of_low_and_high_priority(&server).await;
 
     let gate = Gate::new();
     let blocker = spawn_held_chat(&server, "q", "blocker", &gate);
@@ -347,24 +377,11 @@ async fn a_full_queue_answers_503_with_retry_after() {
         .await
         .unwrap();
 
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let retry_after: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after >= 1);
-    let body: Value = resp.json().await.unwrap();
-    assert!(error_of(&body).contains("max_queue"), "{body}");
+    assert_queue_full(resp).await;
     gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     assert_eq!(queued.await.unwrap().0, StatusCode::OK);
-    let samples = scrape(&server).await;
-    let refused = [("instance", "q"), ("reason", "full")];
-    assert_eq!(
-        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
-        1.0
-    );
+    assert_eq!(queue_refusals(&server, "q", "full").await, 1.0);
 }
 
 #[tokio::test]
@@ -430,25 +447,12 @@ async fn a_full_queue_answers_503_through_the_proxy_too() {
         .await
         .unwrap();
 
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let retry_after: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after >= 1);
-    let body: Value = resp.json().await.unwrap();
-    assert!(error_of(&body).contains("max_queue"), "{body}");
+    assert_queue_full(resp).await;
     gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
     assert_eq!(queued.await.unwrap().0, StatusCode::OK);
     assert_eq!(served(&server, "q").await, ["blocker", "queued"]);
-    let samples = scrape(&server).await;
-    let refused = [("instance", "q"), ("reason", "full")];
-    assert_eq!(
-        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
-        1.0
-    );
+    assert_eq!(queue_refusals(&server, "q", "full").await, 1.0);
 }
 
 #[tokio::test]
@@ -476,10 +480,8 @@ async fn a_health_check_through_the_proxy_does_not_queue_behind_inference() {
     assert_eq!(answer["status"], "ok");
     gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
-    let samples = scrape(&server).await;
-    let refused = [("instance", "q"), ("reason", "full")];
     assert_eq!(
-        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
+        queue_refusals(&server, "q", "full").await,
         1.0,
         "only the inference request was refused"
     );
@@ -488,18 +490,7 @@ async fn a_health_check_through_the_proxy_does_not_queue_behind_inference() {
 #[tokio::test]
 async fn proxied_requests_wait_by_key_priority() {
     let server = Arc::new(TestServer::start(Options::fake()).await);
-    create(
-        &server,
-        "q",
-        json!({"model": "/q.gguf", "max_concurrent": 1}),
-    )
-    .await;
-    let (low, _) = server
-        .new_key(json!({"name": "batch", "kind": "inference", "priority": "low"}))
-        .await;
-    let (high, _) = server
-        .new_key(json!({"name": "chat", "kind": "inference", "priority": "high"}))
-        .await;
+    let (low, high) = one_place_and_keys_of_low_and_high_priority(&server).await;
     let gate = Gate::new();
     let blocker = spawn_proxied(&server, INFERENCE_KEY, "q", "blocker", Some(&gate));
     wait_served(&server, "q", "blocker").await;
@@ -567,12 +558,7 @@ async fn a_request_that_waits_past_queue_timeout_gets_503() {
     assert!(!served(&server, "q").await.contains(&"late".to_string()));
     gate.open();
     assert_eq!(blocker.await.unwrap().0, StatusCode::OK);
-    let samples = scrape(&server).await;
-    let refused = [("instance", "q"), ("reason", "timeout")];
-    assert_eq!(
-        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
-        1.0
-    );
+    assert_eq!(queue_refusals(&server, "q", "timeout").await, 1.0);
 }
 
 #[tokio::test]
@@ -624,12 +610,7 @@ async fn without_eviction_a_request_at_the_limit_is_409() {
     let (code, answer) = chat(&server, INFERENCE_KEY, "cold", "cold", 0.0).await;
 
     assert_eq!(code, StatusCode::CONFLICT, "{answer}");
-    let samples = scrape(&server).await;
-    let refused = [("instance", "cold"), ("reason", "eviction_off")];
-    assert_eq!(
-        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
-        1.0
-    );
+    assert_eq!(queue_refusals(&server, "cold", "eviction_off").await, 1.0);
 }
 
 #[tokio::test]
@@ -662,12 +643,7 @@ async fn a_slot_not_freed_within_the_start_timeout_is_409() {
     // The drain ended with the wait: the busy instance takes requests again.
     let (code, _) = chat(&server, INFERENCE_KEY, "busy", "after", 0.0).await;
     assert_eq!(code, StatusCode::OK);
-    let samples = scrape(&server).await;
-    let refused = [("instance", "cold"), ("reason", "no_room")];
-    assert_eq!(
-        value(&samples, "llamactl_instance_queue_refusals_total", &refused),
-        1.0
-    );
+    assert_eq!(queue_refusals(&server, "cold", "no_room").await, 1.0);
 }
 
 #[tokio::test]
