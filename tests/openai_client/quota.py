@@ -46,8 +46,9 @@ def charged():
 
 
 def wait_charged(total):
-    """An answer is charged when its body ends at llamactl, which can be just after the client
-    has read it: wait for the charge, so each request is sent knowing what the last one cost."""
+    """Wait for the last answer's charge, so each request is sent knowing what the last one cost.
+    llamactl charges an answer as its end passes (a stream at its [DONE]), before the client reads
+    it; the wait keeps this test from depending on that timing."""
     deadline = time.monotonic() + 30
     while charged() != total:
         assert time.monotonic() < deadline, f"not charged {total} tokens within 30 s"
